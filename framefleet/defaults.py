@@ -1,0 +1,45 @@
+"""Documented defaults. Every entry point turns these plus the environment into one `Settings`."""
+
+from __future__ import annotations
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+"""Broker and job-state store (FRAMEFLEET_REDIS_URL)."""
+
+BATCH_SIZE = 8
+"""Images per task: spreads broker overhead over several items (FRAMEFLEET_BATCH_SIZE)."""
+
+MODEL_DIR = "~/.cache/framefleet/models"
+"""Where registry file paths resolve; missing files with a URL are downloaded here
+(FRAMEFLEET_MODEL_DIR)."""
+
+TASK_TIME_LIMIT_S = 1800
+"""Hard limit of one task, seconds; a batch or video segment that runs longer is killed."""
+
+VISIBILITY_TIMEOUT_S = 2 * TASK_TIME_LIMIT_S
+"""Seconds before Redis redelivers an unacknowledged task. Must exceed the longest task, or a
+slow task runs twice in parallel (acks are late)."""
+
+MAX_RETRIES = 5
+"""Attempts after the first for items that failed transiently (storage outage)."""
+
+RETRY_BACKOFF_S = 2.0
+"""First retry delay, seconds; doubles per attempt."""
+
+MAX_PIXELS = 100_000_000
+"""Largest image decoded, in pixels (width × height); 100 MP is 300 MB as BGR. OpenCV's own limit
+(2^30 pixels) would let a tiny crafted file claim gigabytes; a larger image is a failed item."""
+
+JPEG_QUALITY = 90
+"""Quality of annotated JPEG outputs (0-100)."""
+
+KEY_PREFIX = "framefleet"
+"""Prefix of every Redis key framefleet writes besides Celery's own."""
+
+REPORT_DIR = "_framefleet"
+"""Folder under the output root for the job summary and failure list."""
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+"""Inputs processed as images (case-insensitive)."""
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".gif", ".webm")
+"""Inputs processed as videos (case-insensitive)."""
