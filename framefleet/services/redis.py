@@ -1,0 +1,119 @@
+"""Start a throwaway ``redis-server`` on a free loopback port (tests and the demo).
+
+It keeps nothing on disk (``--save '' --appendonly no``), so a restart empties it, which is what
+fault tests of a Redis restart want unless they pass ``persist=True``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from framefleet.errors import ConfigError
+from framefleet.services.ports import free_port
+
+INSTALL_HINT = (
+    "install it with `apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis`"
+)
+
+
+class RedisServer:
+    """A ``redis-server`` child process.
+
+    Example:
+        >>> with RedisServer(tmp_path) as server:
+        ...     client = redis.Redis.from_url(server.url)
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None, persist: bool = False) -> None:
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.persist = persist
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT/0``."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def log_path(self) -> Path:
+        """The server's log file."""
+        return self.workdir / f"redis-{self.port}.log"
+
+    def start(self, timeout_s: float = 20.0) -> RedisServer:
+        """Start the server and wait until it answers PING.
+
+        Raises:
+            ConfigError: ``redis-server`` is not installed, or did not come up in time.
+        """
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ConfigError(f"redis-server not found on PATH; {INSTALL_HINT}")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--logfile",
+            str(self.log_path),
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+        ]
+        args += ["--appendonly", "yes" if self.persist else "no"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                client.ping()
+                return self
+            except redis.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise ConfigError(
+                        f"redis-server on port {self.port} did not start; log:\n{self.log_tail()}"
+                    ) from None
+                time.sleep(0.05)
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL after 5 s)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the server at once (fault tests: a crash, not a shutdown)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the server log."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
