@@ -1,0 +1,1 @@
+"""framefleet workers: decode images, run models, write results."""
