@@ -1,0 +1,97 @@
+"""The Celery app both sides share: broker settings, task names and queue routing.
+
+The producer sends tasks by name with this app and never imports the worker code (no OpenCV on
+the producer side). ``workers.tasks`` registers the task bodies under the same names.
+
+Each model has its own queue, ``framefleet.<model>``: a worker consumes the queues of the models
+it has loaded, so a task never lands on a worker that lacks its network, and each model's fleet
+scales on its own queue length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from celery import Celery
+from kombu.entity import Queue
+from kombu.exceptions import OperationalError
+
+from framefleet.errors import BrokerError
+from framefleet.jobs import Job
+from framefleet.settings import Settings
+
+TASK_IMAGE_BATCH = "framefleet.image_batch"
+"""Task name of `ImageBatchJob` messages."""
+
+TASK_VIDEO_SEGMENT = "framefleet.video_segment"
+"""Task name of `VideoSegmentJob` messages."""
+
+TASK_FOR_KIND = {"image_batch": TASK_IMAGE_BATCH, "video_segment": TASK_VIDEO_SEGMENT}
+
+
+def queue_name(model: str) -> str:
+    """The queue that carries tasks for ``model``."""
+    return f"framefleet.{model}"
+
+
+def create_app(settings: Settings, models: Iterable[str] = ()) -> Celery:
+    """The Celery app for ``settings``; a worker consumes the queues of ``models``.
+
+    Reliability settings, and why:
+    - ``task_acks_late`` + ``task_reject_on_worker_lost``: a task is acknowledged only after it
+      ran, so a killed worker's task is redelivered, not lost. Outputs go to deterministic keys and
+      outcomes are counted once, so the redelivery is harmless.
+    - ``visibility_timeout`` twice the task time limit: Redis redelivers an unacknowledged task
+      after this, and it must never do so while the task is still running.
+    - ``worker_prefetch_multiplier=1``: tasks are long (a batch of images or a video segment), so a
+      worker holds no more than it runs and idle workers get the rest.
+    """
+    app = Celery("framefleet", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_time_limit=settings.task_time_limit_s,
+        task_soft_time_limit=max(1, settings.task_time_limit_s - 30),
+        worker_prefetch_multiplier=1,
+        worker_concurrency=settings.concurrency,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,  # Flower's live view
+        task_send_sent_event=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "socket_connect_timeout": 5,
+        },
+        task_queues=[Queue(queue_name(m)) for m in models] or None,  # type: ignore[no-untyped-call]
+        task_default_queue=queue_name(settings.worker_models[0])
+        if settings.worker_models
+        else "framefleet",
+    )
+    return app
+
+
+def send_job(app: Celery, job: Job) -> None:
+    """Enqueue ``job`` on its model's queue.
+
+    Raises:
+        BrokerError: the broker is unreachable.
+    """
+    try:
+        app.send_task(TASK_FOR_KIND[job.kind], args=[job.encode()], queue=queue_name(job.model))
+    except OperationalError as exc:
+        raise BrokerError(
+            f"cannot enqueue on the broker {app.conf.broker_url}: {exc}; check that redis-server "
+            "runs there, or set FRAMEFLEET_REDIS_URL / --redis-url"
+        ) from exc
+
+
+def queue_lengths(app: Celery, models: Iterable[str]) -> dict[str, int]:
+    """Messages waiting in each model's queue (Redis list length; excludes tasks being run)."""
+    with app.connection_for_write() as conn:
+        client: Any = conn.default_channel.client
+        return {m: int(client.llen(queue_name(m))) for m in models}

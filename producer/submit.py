@@ -1,0 +1,164 @@
+"""Submit a folder or bucket prefix: list it lazily, enqueue as it lists, record the job.
+
+Memory stays flat in the number of objects: keys stream from the paginated listing into batches of
+``batch_size`` images, and each batch is enqueued as soon as it is full. Videos go one message each.
+No OpenCV here: the producer only lists, counts and sends.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import chain
+
+from celery import Celery
+
+from framefleet import defaults
+from framefleet.errors import ConfigError, ObjectNotFound, PipelineError
+from framefleet.jobs import ImageBatchJob, Job, VideoSegmentJob
+from framefleet.jobstate import JobStore
+from framefleet.outputs import is_report_key
+from framefleet.queue import send_job
+from framefleet.report import write_report
+from framefleet.settings import Settings
+from framefleet.storage import Storage, StorageObject, open_storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one input key becomes."""
+
+    key: str
+    kind: str  # "image" | "video" | "skip"
+
+
+def classify(key: str) -> str:
+    """``image``, ``video`` or ``skip`` (not a media file), by the key's suffix."""
+    ext = posixpath.splitext(key)[1].lower()
+    if ext in defaults.IMAGE_SUFFIXES:
+        return "image"
+    if ext in defaults.VIDEO_SUFFIXES:
+        return "video"
+    return "skip"
+
+
+def input_keys(src: Storage, dst: Storage) -> Iterator[StorageObject]:
+    """Keys under ``src``, minus anything under ``dst`` when the output lies inside the input
+    (so a rerun never treats last run's outputs as inputs)."""
+    inner = dst.uri[len(src.uri) :] if dst.uri.startswith(src.uri) else None
+    for obj in src.list():
+        if is_report_key(obj.key) or (inner is not None and obj.key.startswith(inner)):
+            continue
+        yield obj
+
+
+def messages(
+    job_id: str, src: Storage, dst: Storage, model: str, batch_size: int, keys: Iterable[str]
+) -> Iterator[tuple[Job, int]]:
+    """(message, item count) for ``keys``: images in batches of ``batch_size``, one per video."""
+    batch: list[str] = []
+    n = 0
+
+    def flush() -> tuple[Job, int]:
+        nonlocal n
+        job = ImageBatchJob(job_id, n, src.uri, dst.uri, model, tuple(batch))
+        n += 1
+        batch.clear()
+        return job, len(job.items)
+
+    for key in keys:
+        kind = classify(key)
+        if kind == "image":
+            batch.append(key)
+            if len(batch) >= batch_size:
+                yield flush()
+        elif kind == "video":
+            yield VideoSegmentJob(job_id, n, src.uri, dst.uri, model, key), 1
+            n += 1
+    if batch:
+        yield flush()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The outcome of `submit`: the job id (None on a dry run) and what was counted."""
+
+    job_id: str | None
+    items: int
+    skipped: int
+    messages: int
+
+
+def submit(
+    settings: Settings,
+    app: Celery,
+    input_uri: str,
+    output_uri: str,
+    model: str,
+    *,
+    dry_run: bool = False,
+    on_created: Callable[[str], None] = lambda job_id: None,
+    on_item: Callable[[str, str], None] = lambda key, kind: None,
+) -> Submission:
+    """List ``input_uri``, enqueue its media for ``model``, and record the job.
+
+    Args:
+        on_created: called with the job id as soon as the job exists (before listing ends).
+        on_item: called with (key, kind) for each listed key; kind "skip" for non-media keys.
+
+    Raises:
+        UnknownModelError: ``model`` is not in the registry.
+        StorageError: the input cannot be listed (missing bucket, unreachable endpoint...).
+        BrokerError: Redis is unreachable.
+    """
+    settings.registry().get(model)
+    src, dst = open_storage(input_uri), open_storage(output_uri)
+    if src.uri == dst.uri:
+        raise ConfigError(
+            f"--out {dst.uri} is the input itself; choose another folder or prefix, e.g. "
+            f"{src.uri.rstrip('/')}-results/"
+        )
+    listing = input_keys(src, dst)
+    first = next(listing, None)  # fails fast (missing bucket...) before a job is recorded
+    if first is None:
+        raise ObjectNotFound(
+            f"nothing to process under {src.uri}: the folder or prefix is empty or does not exist; "
+            "check the path (S3 prefixes are case-sensitive and end at a '/')"
+        )
+    skipped = 0
+
+    def keys() -> Iterator[str]:
+        nonlocal skipped
+        for obj in chain([first] if first else [], listing):
+            kind = classify(obj.key)
+            on_item(obj.key, kind)
+            if kind == "skip":
+                skipped += 1
+            else:
+                yield obj.key
+
+    if dry_run:
+        count = sum(1 for _ in keys())
+        return Submission(job_id=None, items=count, skipped=skipped, messages=0)
+
+    jobs = JobStore.from_url(settings.redis_url)
+    job_id = jobs.create(src.uri, dst.uri, model, params={"batch_size": settings.batch_size})
+    on_created(job_id)
+    items = sent = 0
+    try:
+        for message, count in messages(job_id, src, dst, model, settings.batch_size, keys()):
+            jobs.add_items(job_id, count)  # before sending: the total never lags the outcomes
+            send_job(app, message)
+            items += count
+            sent += 1
+    except PipelineError as exc:
+        jobs.fail(job_id, f"listing stopped after {items} items: {exc}")
+        raise
+    if jobs.finish_listing(job_id):  # every task already finished (or there was nothing to do)
+        write_report(jobs, job_id)
+    log.info("job %s: %d items in %d messages, %d skipped", job_id, items, sent, skipped)
+    return Submission(job_id=job_id, items=items, skipped=skipped, messages=sent)

@@ -1,0 +1,112 @@
+"""Celery tasks: thin wrappers that decode a message, run the pipeline and record outcomes.
+
+A task does four things: decode the job, skip it if the job was cancelled, run the plain pipeline
+function, and map each item's outcome to "record" or "retry". Items that failed transiently are
+resent as a smaller message of their own; the items that succeeded are not redone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from celery import Celery, Task
+
+from framefleet.errors import JobDecodeError
+from framefleet.jobs import ImageBatchJob, Job, VideoSegmentJob
+from framefleet.jobstate import JobNotFound, JobStatus
+from framefleet.queue import TASK_IMAGE_BATCH, TASK_VIDEO_SEGMENT, queue_name
+from framefleet.report import write_report
+from workers import runtime
+from workers.pipeline import ItemResult, failure, run_image_batch
+from workers.video import process_segment
+
+log = logging.getLogger(__name__)
+
+
+def register(app: Celery) -> None:
+    """Register the framefleet tasks on ``app``."""
+
+    @app.task(name=TASK_IMAGE_BATCH, bind=True, max_retries=None)
+    def image_batch(self: Task, message: dict[str, Any]) -> None:
+        job = _decode(ImageBatchJob, message)
+        if job is None or _cancelled(job):
+            return
+        rt = runtime.current()
+        results = run_image_batch(
+            job,
+            rt.storage(job.input_uri),
+            rt.storage(job.output_uri),
+            model=lambda: rt.models.get(job.model),
+            skip=lambda item: rt.jobs.is_done(job.job_id, item),
+        )
+        _settle(self, job, results)
+
+    @app.task(name=TASK_VIDEO_SEGMENT, bind=True, max_retries=None)
+    def video_segment(self: Task, message: dict[str, Any]) -> None:
+        job = _decode(VideoSegmentJob, message)
+        if job is None or _cancelled(job):
+            return
+        rt = runtime.current()
+        try:
+            model = rt.models.get(job.model)
+        except Exception as exc:
+            _settle(self, job, [failure(job.item, exc)])
+            return
+        src, dst = rt.storage(job.input_uri), rt.storage(job.output_uri)
+        _settle(self, job, [process_segment(job, src, dst, model)])
+
+
+J = TypeVar("J", ImageBatchJob, VideoSegmentJob)
+
+
+def _decode(cls: type[J], message: Any) -> J | None:
+    try:
+        return cls.decode(message)
+    except JobDecodeError as exc:
+        # Nothing to record it against; retrying cannot fix a malformed message.
+        log.error("dropped malformed %s message %r: %s", cls.kind, message, exc)
+        return None
+
+
+def _cancelled(job: Job) -> bool:
+    try:
+        return runtime.current().jobs.status(job.job_id) is JobStatus.CANCELLED
+    except JobNotFound:
+        log.error("dropped %s of unknown job %s (deleted, or another Redis)", job.kind, job.job_id)
+        return True
+
+
+def _settle(task: Task, job: Job, results: Iterable[ItemResult]) -> None:
+    """Record final outcomes as they come; resend transient failures while attempts remain."""
+    rt = runtime.current()
+    retry: list[str] = []
+    last_attempt = job.attempt >= rt.settings.max_retries
+    for result in results:
+        if result.transient and not last_attempt:
+            retry.append(result.item)
+            continue
+        if result.ok:
+            completed = rt.jobs.record(job.job_id, result.item, ok=True, classes=result.classes)
+        else:
+            log.warning("item %s of job %s failed: %s", result.item, job.job_id, result.message)
+            completed = rt.jobs.record(job.job_id, result.item, ok=False, reason=result.reason())
+        if completed:
+            _report(job.job_id)
+    if retry:
+        countdown = rt.settings.retry_backoff_s * 2**job.attempt
+        log.warning("retrying %d item(s) of job %s in %.0f s", len(retry), job.job_id, countdown)
+        raise task.retry(
+            args=[job.with_items(tuple(retry), job.attempt + 1).encode()],
+            countdown=countdown,
+            queue=queue_name(job.model),
+        )
+
+
+def _report(job_id: str) -> None:
+    try:
+        record = write_report(runtime.current().jobs, job_id)
+        log.info("job %s complete: %d done, %d failed", job_id, record.done, record.failed)
+    except Exception as exc:  # the outputs are safe; only the summary is late
+        log.error("job %s complete but its report was not written: %s", job_id, exc)
