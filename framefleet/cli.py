@@ -103,6 +103,8 @@ def main(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("botocore", "boto3", "urllib3"):  # credential and endpoint chatter
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = Settings.from_env(redis_url=redis_url, models_file=models_file, model_dir=model_dir)
 
 
