@@ -13,7 +13,7 @@ results instead of adding new ones.
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from framefleet.errors import JobDecodeError
 
@@ -21,8 +21,35 @@ MESSAGE_VERSION = 1
 """Version of the message layout; a worker refuses messages of another version."""
 
 
+class _Message:
+    """What every message kind shares: JSON encoding with kind and version, strict decoding."""
+
+    kind: ClassVar[str]
+
+    def encode(self) -> dict[str, Any]:
+        """The JSON-ready message."""
+        body = asdict(self)  # type: ignore[call-overload]
+        if "items" in body:
+            body["items"] = list(body["items"])
+        return {"v": MESSAGE_VERSION, "kind": self.kind, **body}
+
+    @classmethod
+    def decode(cls, message: Any) -> Self:
+        """Parse a message made by `encode`.
+
+        Raises:
+            JobDecodeError: not a dict, wrong kind or version, missing or mistyped fields.
+        """
+        return cls._build(_decode(cls, message))
+
+    @classmethod
+    def _build(cls, values: dict[str, Any]) -> Self:
+        """Checks beyond field types; the default builds the message as it is."""
+        return cls(**values)
+
+
 @dataclass(frozen=True)
-class ImageBatchJob:
+class ImageBatchJob(_Message):
     """Images ``items`` (keys relative to ``input_uri``) of job ``job_id``, run with ``model``.
 
     Example:
@@ -41,18 +68,8 @@ class ImageBatchJob:
     items: tuple[str, ...]
     attempt: int = 0
 
-    def encode(self) -> dict[str, Any]:
-        """The JSON-ready message."""
-        return _encode(self)
-
     @classmethod
-    def decode(cls, message: Any) -> ImageBatchJob:
-        """Parse a message made by `encode`.
-
-        Raises:
-            JobDecodeError: not a dict, wrong kind or version, missing or mistyped fields.
-        """
-        values = _decode(cls, message)
+    def _build(cls, values: dict[str, Any]) -> ImageBatchJob:
         items = values.get("items")
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items) or not items:
             raise JobDecodeError(
@@ -67,7 +84,7 @@ class ImageBatchJob:
 
 
 @dataclass(frozen=True)
-class VideoSegmentJob:
+class VideoSegmentJob(_Message):
     """Frames ``[start_frame, end_frame)`` of video ``item`` of job ``job_id``."""
 
     kind: ClassVar[str] = "video_segment"
@@ -82,18 +99,9 @@ class VideoSegmentJob:
     end_frame: int | None = None
     attempt: int = 0
 
-    def encode(self) -> dict[str, Any]:
-        """The JSON-ready message."""
-        return _encode(self)
-
     @classmethod
-    def decode(cls, message: Any) -> VideoSegmentJob:
-        """Parse a message made by `encode`.
-
-        Raises:
-            JobDecodeError: not a dict, wrong kind or version, missing or mistyped fields.
-        """
-        job = cls(**_decode(cls, message))
+    def _build(cls, values: dict[str, Any]) -> VideoSegmentJob:
+        job = cls(**values)
         if job.start_frame < 0 or (job.end_frame is not None and job.end_frame <= job.start_frame):
             raise JobDecodeError(
                 f"video segment frames must satisfy 0 <= start < end, got "
@@ -115,13 +123,6 @@ Job = ImageBatchJob | VideoSegmentJob
 """Any task message."""
 
 _TYPES: dict[str, Any] = {"int": int, "str": str, "int | None": (int, type(None))}
-
-
-def _encode(job: Job) -> dict[str, Any]:
-    body = asdict(job)
-    if "items" in body:
-        body["items"] = list(body["items"])
-    return {"v": MESSAGE_VERSION, "kind": job.kind, **body}
 
 
 def _decode(cls: Any, message: Any) -> dict[str, Any]:
