@@ -14,21 +14,12 @@ from pathlib import Path
 import pytest
 import redis
 from fleet import Fleet
-from helpers import MEDIA_DIR, MODEL_DIR
+from helpers import MEDIA_DIR, MODEL_DIR, missing_tool
 from seaweed import s3_server  # noqa: F401  (session fixture: a real SeaweedFS S3 server)
 
 from framefleet.jobstate import JobStore
 from framefleet.services.redis import INSTALL_HINT, RedisServer
 from framefleet.settings import Settings
-
-
-def require_binary(name: str, hint: str) -> None:
-    """Skip when ``name`` is missing locally; fail in CI, where a skip would hide a broken setup."""
-    if shutil.which(name) is None:
-        message = f"{name} not found on PATH; {hint}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +33,8 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A real redis-server of the suite's own, on a free port."""
-    require_binary("redis-server", INSTALL_HINT)
+    if shutil.which("redis-server") is None:
+        missing_tool(f"redis-server not found on PATH; {INSTALL_HINT}")
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()

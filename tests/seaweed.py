@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from helpers import missing_tool
 
 from framefleet.services.seaweed import INSTALL_HINT, SeaweedServer, find_weed
 from framefleet.storage.s3 import clear_client_cache
@@ -38,10 +39,7 @@ def s3_server(
     hide a broken setup.
     """
     if find_weed() is None:
-        message = f"SeaweedFS `weed` not found; {INSTALL_HINT}"
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool(f"SeaweedFS `weed` not found; {INSTALL_HINT}")
     server = SeaweedServer(tmp_path_factory.mktemp("seaweed")).start()
     server.create_bucket(TEST_BUCKET)
     with pytest.MonkeyPatch.context() as env:
