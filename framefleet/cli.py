@@ -312,9 +312,15 @@ def list_models(settings: Settings) -> None:
     show_envvar=True,
 )
 @click.option("--address", default="127.0.0.1", show_default=True)
+@click.option(
+    "--basic-auth",
+    envvar="FRAMEFLEET_FLOWER_BASIC_AUTH",
+    show_envvar=True,
+    help="user:password[,user2:password2]; set it before listening beyond loopback.",
+)
 @click.pass_obj
 @_exits
-def flower(settings: Settings, port: int, address: str) -> None:
+def flower(settings: Settings, port: int, address: str, basic_auth: str | None) -> None:
     """Flower (Celery's web monitor) on the same broker."""
     env = {**os.environ, **settings.to_env()}
     cmd = [
@@ -327,6 +333,8 @@ def flower(settings: Settings, port: int, address: str) -> None:
         f"--port={port}",
         f"--address={address}",
     ]
+    if basic_auth:
+        cmd.append(f"--basic-auth={basic_auth}")
     sys.exit(subprocess.call(cmd, env=env))
 
 

@@ -2,7 +2,7 @@
 
 One place holds the truth about a job::
 
-    {prefix}:job:{id}          hash   parameters, state, total, listed flag, timestamps
+    {prefix}:job:{id}          hash   parameters, state, total, listed flag, timestamps, frames
     {prefix}:job:{id}:done     set    items that succeeded (a redelivered item is counted once)
     {prefix}:job:{id}:failed   hash   item -> JSON reason, for items that finally failed
     {prefix}:job:{id}:classes  hash   class name -> detections, summed over newly done items
@@ -61,6 +61,7 @@ class JobRecord:
     error: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     classes: dict[str, int] = field(default_factory=dict)
+    frames: int = 0
 
     @property
     def processed(self) -> int:
@@ -83,6 +84,11 @@ class JobRecord:
             return 0.0
         end = self.finished_at or (time.time() if now is None else now)
         return self.processed / max(end - self.started_at, 1e-3)
+
+    def frame_rate(self, now: float | None = None) -> float:
+        """Images per second (video frames count one each) since the first outcome."""
+        items = self.rate(now)
+        return items * self.frames / self.done if self.done else 0.0
 
     def eta_s(self, now: float | None = None) -> float | None:
         """Seconds left at the current rate; None while unknown (listing, or no outcome yet)."""
@@ -108,6 +114,8 @@ class JobRecord:
             "finished_at": self.finished_at,
             "elapsed_s": round(self.elapsed_s(), 3),
             "items_per_s": round(self.rate(), 3),
+            "frames": self.frames,
+            "images_per_s": round(self.frame_rate(), 3),
             "error": self.error,
             "params": self.params,
             "classes": self.classes,
@@ -131,11 +139,12 @@ end
 _RECORD = (
     _COMPLETE
     + """
--- KEYS: job done failed classes   ARGV: item ok reason classes_json now
+-- KEYS: job done failed classes   ARGV: item ok reason classes_json now frames
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if ARGV[2] == '1' then
   if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
     redis.call('HDEL', KEYS[3], ARGV[1])
+    redis.call('HINCRBY', KEYS[1], 'frames', ARGV[6])
     if ARGV[4] ~= '' then
       for name, n in pairs(cjson.decode(ARGV[4])) do redis.call('HINCRBY', KEYS[4], name, n) end
     end
@@ -287,11 +296,13 @@ class JobStore:
         ok: bool,
         reason: Mapping[str, Any] | None = None,
         classes: Mapping[str, int] | None = None,
+        frames: int = 1,
     ) -> bool:
         """Record the final outcome of ``item``; True if this call completed the job.
 
         A success is counted once however often it is recorded, and replaces an earlier failure;
-        a failure never replaces a success.
+        a failure never replaces a success. ``frames`` is how many images the item was (1 for an
+        image, the frames processed for a video); it is summed over successes, for images/s.
 
         Raises:
             JobNotFound: the job does not exist (deleted, or another Redis).
@@ -305,6 +316,7 @@ class JobStore:
                 json.dumps(dict(reason or {})),
                 json.dumps(dict(classes)) if classes else "",
                 time.time(),
+                frames,
             ],
         )
         if result == -1:
@@ -344,6 +356,7 @@ class JobStore:
             finished_at=_float(raw.get("finished_at")),
             error=raw.get("error", ""),
             params=json.loads(raw.get("params", "{}")),
+            frames=int(raw.get("frames", 0)),
             classes={
                 k: int(v) for k, v in sorted(class_counts.items(), key=lambda kv: -int(kv[1]))
             },

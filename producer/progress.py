@@ -41,8 +41,10 @@ def status_block(record: JobRecord) -> str:
         f"output    {record.output_uri}",
         f"items     {record.total}{'' if record.listed else ' so far (still listing)'}: "
         f"{record.done} done, {record.failed} failed, {record.total - record.processed} pending",
-        f"elapsed   {_duration(record.elapsed_s())}   throughput {record.rate():.2f} items/s   "
+        f"elapsed   {_duration(record.elapsed_s())}   "
         f"ETA {_duration(record.eta_s()) if not record.finished else '-'}",
+        f"speed     {record.rate():.2f} items/s, {record.frame_rate():.1f} images/s "
+        f"({record.frames} images and video frames done)",
     ]
     if record.error:
         lines.append(f"error     {record.error}")

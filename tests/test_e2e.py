@@ -110,6 +110,7 @@ def test_s3_job_outputs_equal_direct_run(
     assert summary["done"] == len(keys)
     assert summary["classes"]["dog"] >= 1
     assert "detections per class" in result.stdout
+    assert f"({len(keys)} images and video frames done)" in result.stdout
 
 
 def test_local_folder_job(

@@ -35,12 +35,15 @@ def test_lifecycle_counts_and_completion(job_store: JobStore) -> None:
 
 
 def test_redelivered_success_counts_once(job_store: JobStore) -> None:
-    job_id = new_job(job_store, 2)
+    job_id = new_job(job_store, 3)
     job_store.finish_listing(job_id)
     job_store.record(job_id, "a.jpg", ok=True, classes={"dog": 1})
     job_store.record(job_id, "a.jpg", ok=True, classes={"dog": 1})  # a redelivered task
+    job_store.record(job_id, "clip.mp4", ok=True, frames=41)
+    job_store.record(job_id, "clip.mp4", ok=True, frames=41)
     record = job_store.get(job_id)
-    assert (record.done, record.failed, record.classes) == (1, 0, {"dog": 1})
+    assert (record.done, record.failed, record.classes) == (2, 0, {"dog": 1})
+    assert record.frames == 42
     assert record.status is JobStatus.RUNNING
 
 

@@ -94,6 +94,7 @@ def test_video_and_unreadable_video(
     done = submit(settings, create_app(settings), src.uri, str(tmp_path / "out"), "yolox-nano")
     record = wait_for_job(job_store, done.job_id or "")
     assert (record.total, record.done, record.failed) == (2, 1, 1)
+    assert record.frames == 41  # images/s counts every video frame
 
     out = tmp_path / "out"
     document = json.loads((out / result_key("clips/parking.mp4")).read_text())

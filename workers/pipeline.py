@@ -50,6 +50,7 @@ class ItemResult:
         transient: failed, but another attempt may succeed (storage outage).
         error: exception class name on failure; message: what went wrong and what to do.
         classes: detections per class name (for the job's summary).
+        frames: images the item was: 1 for an image, the frames processed for a video.
         timings_ms: milliseconds per stage.
     """
 
@@ -59,6 +60,7 @@ class ItemResult:
     error: str = ""
     message: str = ""
     classes: dict[str, int] = field(default_factory=dict)
+    frames: int = 1
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def reason(self) -> dict[str, Any]:

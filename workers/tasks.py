@@ -88,7 +88,9 @@ def _settle(task: Task, job: Job, results: Iterable[ItemResult]) -> None:
             retry.append(result.item)
             continue
         if result.ok:
-            completed = rt.jobs.record(job.job_id, result.item, ok=True, classes=result.classes)
+            completed = rt.jobs.record(
+                job.job_id, result.item, ok=True, classes=result.classes, frames=result.frames
+            )
         else:
             log.warning("item %s of job %s failed: %s", result.item, job.job_id, result.message)
             completed = rt.jobs.record(job.job_id, result.item, ok=False, reason=result.reason())

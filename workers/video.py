@@ -61,7 +61,9 @@ def process_segment(
                 dst.write_bytes(result_key(job.item), json.dumps(document).encode())
     except Exception as exc:  # a bad video is one failed item, never a dead worker
         return failure(job.item, exc, watch.ms)
-    return ItemResult(item=job.item, ok=True, classes=dict(classes), timings_ms=watch.ms)
+    return ItemResult(
+        item=job.item, ok=True, classes=dict(classes), frames=len(frames), timings_ms=watch.ms
+    )
 
 
 def _run_frames(
