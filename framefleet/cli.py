@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -335,7 +334,8 @@ def flower(settings: Settings, port: int, address: str, basic_auth: str | None) 
     ]
     if basic_auth:
         cmd.append(f"--basic-auth={basic_auth}")
-    sys.exit(subprocess.call(cmd, env=env))
+    # exec, not a child: signals sent to `framefleet flower` must reach Flower itself.
+    os.execve(sys.executable, cmd, env)
 
 
 @main.command(epilog=HELP_EPILOG)

@@ -3,6 +3,7 @@ benchmarks."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -65,16 +66,15 @@ class LoggedProcess:
         """SIGTERM (Celery: warm shutdown, the task finishes), SIGKILL after ``timeout_s``."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self.kill()  # whatever is left of its process group
 
     def kill(self) -> None:
         """SIGKILL the whole process group at once (a crash, not a shutdown)."""
-        if self.process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # the group is gone already
             os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        self.process.wait()
 
 
 def start_worker(
