@@ -4,6 +4,7 @@ and video inputs, each with real processes."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -82,6 +83,8 @@ def test_flower_serves_the_fleet(settings: Settings, tmp_path: Path) -> None:
                 time.sleep(0.5)
     finally:
         flower.stop()
+    with pytest.raises(ProcessLookupError):  # nothing of Flower outlives the stop
+        os.killpg(flower.pid, 0)
 
 
 def test_video_and_unreadable_video(
