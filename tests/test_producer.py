@@ -1,0 +1,70 @@
+"""Producer planning, in-process: which keys become which messages."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+import pytest
+
+from framefleet.jobs import ImageBatchJob, VideoSegmentJob
+from framefleet.storage import MemoryStorage
+from producer.submit import classify, input_keys, messages
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [
+        pytest.param("a/b.JPG", "image", id="upper-case-suffix"),
+        pytest.param("clip.MOV", "video", id="video"),
+        pytest.param("anim.gif", "video", id="gif-is-video"),
+        pytest.param("notes.txt", "skip", id="not-media"),
+        pytest.param("no_suffix", "skip", id="no-suffix"),
+    ],
+)
+def test_classify(key: str, kind: str) -> None:
+    assert classify(key) == kind
+
+
+def test_images_batch_and_videos_go_alone() -> None:
+    src, dst = MemoryStorage("mem://p-in/"), MemoryStorage("mem://p-out/")
+    keys = ["1.jpg", "2.jpg", "v.mp4", "3.jpg", "4.png", "5.jpg", "x.txt"]
+    planned = list(messages("j", src, dst, "yolox-nano", 2, keys))
+    assert [(type(m).__name__, m.items, n) for m, n in planned] == [
+        ("ImageBatchJob", ("1.jpg", "2.jpg"), 2),
+        ("VideoSegmentJob", ("v.mp4",), 1),
+        ("ImageBatchJob", ("3.jpg", "4.png"), 2),
+        ("ImageBatchJob", ("5.jpg",), 1),
+    ]
+    assert [m.batch_no if isinstance(m, ImageBatchJob) else m.segment_no for m, _ in planned] == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    assert all(isinstance(m, (ImageBatchJob, VideoSegmentJob)) for m, _ in planned)
+
+
+def test_listing_is_lazy_and_skips_outputs_inside_the_input() -> None:
+    name = uuid.uuid4().hex[:6]
+    src = MemoryStorage(f"mem://{name}/photos/")
+    for key in [
+        "a.jpg",
+        "b.jpg",
+        "results/a.jpg",
+        "results/a.jpg.json",
+        "_framefleet/summary.json",
+    ]:
+        src.write_bytes(key, b"x")
+    dst = MemoryStorage(f"mem://{name}/photos/results/")
+    listing = input_keys(src, dst)
+    assert not isinstance(listing, list)
+    assert [o.key for o in listing] == ["a.jpg", "b.jpg"]
+
+
+def test_producer_never_imports_opencv() -> None:
+    import subprocess
+
+    code = "import producer.submit, producer.progress, framefleet.cli, sys; print('cv2' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
