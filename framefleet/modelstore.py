@@ -71,6 +71,14 @@ class ModelStore:
         self._verify(spec, target)
         return target
 
+    def digest(self, spec: FileSpec) -> str:
+        """The sha256 of the verified file of ``spec`` (hashed once per process, then cached).
+
+        Raises:
+            The errors of `path`.
+        """
+        return self._verify(spec, self.path(spec))
+
     def files(self, model: ModelSpec) -> dict[str, Path]:
         """Verified paths of every file role of ``model``."""
         return {role: self.path(f) for role, f in model.files.items()}
@@ -82,7 +90,7 @@ class ModelStore:
         text = self.path(model.labels).read_text(encoding="utf-8")
         return [line.strip() for line in text.splitlines() if line.strip()]
 
-    def _verify(self, spec: FileSpec, target: Path) -> None:
+    def _verify(self, spec: FileSpec, target: Path) -> str:
         st = target.stat()
         key = (str(target), st.st_size, st.st_mtime_ns)
         digest = self._verified.get(key)
@@ -96,6 +104,7 @@ class ModelStore:
                 f"model file {target} has sha256 {digest}, the registry expects {spec.sha256}; "
                 "delete the file to download it again, or fix the sha256 in your registry file"
             )
+        return digest
 
     def _download(self, url: str, sha256: str | None, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -29,9 +29,6 @@ import posixpath
 
 from framefleet import defaults
 
-ANNOTATED_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-"""Image formats the annotated output keeps; anything else is written as ``<key>.jpg``."""
-
 
 def result_key(item: str) -> str:
     """Key of the result document of input ``item``."""
@@ -43,7 +40,8 @@ def annotated_key(item: str, video: bool = False) -> str:
     ext = posixpath.splitext(item)[1].lower()
     if video:
         return item if ext == ".mp4" else f"{item}.mp4"
-    return item if ext in ANNOTATED_IMAGE_SUFFIXES else f"{item}.jpg"
+    # Every input image format is also one we encode, so the annotated copy keeps it.
+    return item if ext in defaults.IMAGE_SUFFIXES else f"{item}.jpg"
 
 
 def report_key(name: str) -> str:

@@ -11,7 +11,6 @@ scales on its own queue length.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from celery import Celery
 from kombu.entity import Queue
@@ -88,10 +87,3 @@ def send_job(app: Celery, job: Job) -> None:
             f"cannot enqueue on the broker {app.conf.broker_url}: {exc}; check that redis-server "
             "runs there, or set FRAMEFLEET_REDIS_URL / --redis-url"
         ) from exc
-
-
-def queue_lengths(app: Celery, models: Iterable[str]) -> dict[str, int]:
-    """Messages waiting in each model's queue (Redis list length; excludes tasks being run)."""
-    with app.connection_for_write() as conn:
-        client: Any = conn.default_channel.client
-        return {m: int(client.llen(queue_name(m))) for m in models}

@@ -15,7 +15,7 @@ import cv2
 
 from framefleet.errors import PipelineError
 from framefleet.jobstate import JobStore
-from framefleet.modelstore import ModelStore, sha256_file
+from framefleet.modelstore import ModelStore
 from framefleet.registry import ModelSpec, Registry
 from framefleet.settings import Settings
 from framefleet.storage import Storage, open_storage
@@ -52,7 +52,7 @@ class ModelRegistry:
         if model is None:
             spec = self.registry.get(name)
             adapter = load_adapter(spec, self.store)
-            digest = sha256_file(self.store.path(spec.files["model"]))
+            digest = self.store.digest(spec.files["model"])  # cached by load_adapter's check
             model = LoadedModel(spec=spec, adapter=adapter, sha256=digest)
             self._loaded[name] = model
             log.info("pid %d loaded model %s (%s)", os.getpid(), name, spec.description)
