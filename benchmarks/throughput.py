@@ -26,19 +26,19 @@ from pathlib import Path
 
 import cv2
 
-from framefleet.jobstate import JobStore
-from framefleet.modelstore import ModelStore
+from framefleet.core.jobstate import JobStore
+from framefleet.core.modelstore import ModelStore
+from framefleet.core.registry import load_registry
+from framefleet.core.settings import Settings
+from framefleet.core.storage import open_storage
+from framefleet.inference.annotate import annotate
+from framefleet.inference.imageio import decode_image, encode_image
+from framefleet.inference.models import load_adapter
 from framefleet.queue import create_app
-from framefleet.registry import load_registry
 from framefleet.samples import shared_dir
 from framefleet.services.processes import start_worker
 from framefleet.services.redis import RedisServer
-from framefleet.settings import Settings
-from framefleet.storage import open_storage
 from producer.submit import submit
-from workers.annotate import annotate
-from workers.imageio import decode_image, encode_image
-from workers.models import load_adapter
 
 
 def make_dataset(folder: Path, count: int, media: Path) -> list[Path]:

@@ -17,14 +17,14 @@ from typing import Any, TypeVar
 
 import click
 
-from framefleet.errors import (
+from framefleet.core.errors import (
     BrokerError,
     ConfigError,
     ModelError,
     PipelineError,
     StorageError,
 )
-from framefleet.settings import Settings
+from framefleet.core.settings import Settings
 
 EXIT_OK = 0
 EXIT_ITEMS_FAILED = 1  # the job ran, and some items failed (submit --wait, status)
@@ -144,7 +144,7 @@ def submit(
     wait: bool,
 ) -> None:
     """Submit every image and video under INPUT_URI (folder, file:// or s3:// prefix)."""
-    from framefleet.jobstate import JobStore
+    from framefleet.core.jobstate import JobStore
     from framefleet.queue import create_app
     from producer.progress import summary_table, watch
     from producer.submit import submit as do_submit
@@ -214,7 +214,7 @@ def worker(
     loglevel: str,
 ) -> None:
     """Run a worker: loads its models once per process and consumes their queues."""
-    from framefleet.modelstore import ModelStore
+    from framefleet.core.modelstore import ModelStore
     from framefleet.queue import queue_name
     from workers.worker import build_app, worker_models
 
@@ -250,8 +250,8 @@ def worker(
 @_exits
 def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_report: bool) -> None:
     """Counts, throughput, ETA and failures of JOB_ID."""
-    from framefleet.jobstate import JobStore
-    from framefleet.report import write_report as do_write
+    from framefleet.core.jobstate import JobStore
+    from framefleet.core.summary import write_report as do_write
     from producer.progress import summary_table, watch
 
     jobs = JobStore.from_url(settings.redis_url)
@@ -270,7 +270,7 @@ def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_rep
 @_exits
 def jobs(settings: Settings, limit: int) -> None:
     """Recent jobs, newest first."""
-    from framefleet.jobstate import JobStore
+    from framefleet.core.jobstate import JobStore
     from producer.progress import progress_line
 
     for record in JobStore.from_url(settings.redis_url).recent(limit):
@@ -283,7 +283,7 @@ def jobs(settings: Settings, limit: int) -> None:
 @_exits
 def cancel(settings: Settings, job_id: str) -> None:
     """Cancel JOB_ID: workers skip its remaining tasks."""
-    from framefleet.jobstate import JobStore
+    from framefleet.core.jobstate import JobStore
 
     JobStore.from_url(settings.redis_url).cancel(job_id)
     click.echo(f"cancelled {job_id}")

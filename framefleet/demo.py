@@ -14,15 +14,15 @@ from pathlib import Path
 
 import click
 
-from framefleet.jobstate import JobStore
+from framefleet.core.jobstate import JobStore
+from framefleet.core.settings import Settings
+from framefleet.core.storage import open_storage
 from framefleet.queue import create_app
 from framefleet.samples import demo_media, shared_dir
 from framefleet.services.ports import free_port
 from framefleet.services.processes import FRAMEFLEET, LoggedProcess, start_worker
 from framefleet.services.redis import RedisServer
 from framefleet.services.seaweed import SeaweedServer
-from framefleet.settings import Settings
-from framefleet.storage import open_storage
 
 BUCKET = "framefleet-demo"
 

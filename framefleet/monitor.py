@@ -7,7 +7,7 @@ workers send. Settings come from the FRAMEFLEET_* environment variables, read at
 
 from __future__ import annotations
 
+from framefleet.core.settings import Settings
 from framefleet.queue import create_app
-from framefleet.settings import Settings
 
 app = create_app(Settings.from_env())

@@ -16,15 +16,15 @@ from celery import Celery
 from kombu.entity import Queue
 from kombu.exceptions import OperationalError
 
-from framefleet.errors import BrokerError
-from framefleet.jobs import Job
-from framefleet.settings import Settings
+from framefleet.core.errors import BrokerError
+from framefleet.core.messages import Message
+from framefleet.core.settings import Settings
 
 TASK_IMAGE_BATCH = "framefleet.image_batch"
-"""Task name of `ImageBatchJob` messages."""
+"""Task name of `ImageBatch` messages."""
 
 TASK_VIDEO_SEGMENT = "framefleet.video_segment"
-"""Task name of `VideoSegmentJob` messages."""
+"""Task name of `VideoSegment` messages."""
 
 TASK_FOR_KIND = {"image_batch": TASK_IMAGE_BATCH, "video_segment": TASK_VIDEO_SEGMENT}
 
@@ -74,7 +74,7 @@ def create_app(settings: Settings, models: Iterable[str] = ()) -> Celery:
     return app
 
 
-def send_job(app: Celery, job: Job) -> None:
+def send_job(app: Celery, job: Message) -> None:
     """Enqueue ``job`` on its model's queue.
 
     Raises:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from framefleet.modelstore import ModelStore
-from framefleet.registry import FileSpec
+from framefleet.core.modelstore import ModelStore
+from framefleet.core.registry import FileSpec
 
 _DARKNET = "https://raw.githubusercontent.com/pjreddie/darknet/master/data"
 _INTEL = "https://github.com/intel-iot-devkit/sample-videos/raw/master"

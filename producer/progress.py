@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from framefleet.jobstate import JobRecord, JobStore
+from framefleet.core.jobstate import JobRecord, JobStore
 
 
 def _duration(seconds: float | None) -> str:

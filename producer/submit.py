@@ -15,15 +15,15 @@ from itertools import chain
 
 from celery import Celery
 
-from framefleet import defaults
-from framefleet.errors import ConfigError, ObjectNotFound, PipelineError
-from framefleet.jobs import ImageBatchJob, Job, VideoSegmentJob
-from framefleet.jobstate import JobStore
-from framefleet.outputs import is_report_key
+from framefleet.core import defaults
+from framefleet.core.errors import ConfigError, ObjectNotFound, PipelineError
+from framefleet.core.jobstate import JobStore
+from framefleet.core.messages import ImageBatch, Message, VideoSegment
+from framefleet.core.outputs import is_report_key
+from framefleet.core.settings import Settings
+from framefleet.core.storage import Storage, StorageObject, open_storage
+from framefleet.core.summary import write_report
 from framefleet.queue import send_job
-from framefleet.report import write_report
-from framefleet.settings import Settings
-from framefleet.storage import Storage, StorageObject, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +58,14 @@ def input_keys(src: Storage, dst: Storage) -> Iterator[StorageObject]:
 
 def messages(
     job_id: str, src: Storage, dst: Storage, model: str, batch_size: int, keys: Iterable[str]
-) -> Iterator[tuple[Job, int]]:
+) -> Iterator[tuple[Message, int]]:
     """(message, item count) for ``keys``: images in batches of ``batch_size``, one per video."""
     batch: list[str] = []
     n = 0
 
-    def flush() -> tuple[Job, int]:
+    def flush() -> tuple[Message, int]:
         nonlocal n
-        job = ImageBatchJob(job_id, n, src.uri, dst.uri, model, tuple(batch))
+        job = ImageBatch(job_id, n, src.uri, dst.uri, model, tuple(batch))
         n += 1
         batch.clear()
         return job, len(job.items)
@@ -77,7 +77,7 @@ def messages(
             if len(batch) >= batch_size:
                 yield flush()
         elif kind == "video":
-            yield VideoSegmentJob(job_id, n, src.uri, dst.uri, model, key), 1
+            yield VideoSegment(job_id, n, src.uri, dst.uri, model, key), 1
             n += 1
     if batch:
         yield flush()

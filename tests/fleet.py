@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from framefleet.jobstate import JobRecord, JobStore
+from framefleet.core.jobstate import JobRecord, JobStore
+from framefleet.core.settings import Settings
 from framefleet.services.processes import LoggedProcess, start_worker
-from framefleet.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 

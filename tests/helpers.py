@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from framefleet.results import Detections
+from framefleet.core.results import Detections
 
 SHARED = Path(
     os.environ.get("FRAMEFLEET_SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared"

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 import pytest
 from helpers import missing_tool
 
+from framefleet.core.storage.s3 import clear_client_cache
 from framefleet.services.seaweed import INSTALL_HINT, SeaweedServer, find_weed
-from framefleet.storage.s3 import clear_client_cache
 
 TEST_BUCKET = "framefleet-tests"
 """Bucket that `s3_root` carves per-test prefixes from."""

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from helpers import make_detections
 
-from framefleet.results import Detections
-from workers.annotate import PALETTE, annotate, color_of
+from framefleet.core.results import Detections
+from framefleet.inference.annotate import PALETTE, annotate, color_of
 
 GREY = 128
 

@@ -13,16 +13,16 @@ import pytest
 from fleet import REPO, Fleet, wait_for_job
 from helpers import MODEL_DIR
 
-from framefleet.jobstate import JobStatus, JobStore
-from framefleet.modelstore import ModelStore
-from framefleet.outputs import annotated_key, report_key, result_key
+from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.modelstore import ModelStore
+from framefleet.core.outputs import annotated_key, report_key, result_key
+from framefleet.core.results import Detections
+from framefleet.core.settings import Settings
+from framefleet.core.storage import Storage, open_storage
+from framefleet.inference.imageio import decode_image
+from framefleet.inference.models import load_adapter
 from framefleet.queue import create_app
-from framefleet.results import Detections
-from framefleet.settings import Settings
-from framefleet.storage import Storage, open_storage
 from producer.submit import submit
-from workers.imageio import decode_image
-from workers.models import load_adapter
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def assert_outputs_match_direct_run(
     src: Storage, dst: Storage, keys: list[str], model: str
 ) -> None:
     """Each input has its JSON and annotated image, and the JSON equals an in-process run."""
-    from framefleet.registry import load_registry
+    from framefleet.core.registry import load_registry
 
     adapter = load_adapter(load_registry().get(model), ModelStore(MODEL_DIR, download=False))
     for key in keys:

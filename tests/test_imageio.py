@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from helpers import IMAGES_DIR
 
-from framefleet.errors import ImageDecodeError, InputError
-from workers.imageio import decode_image, encode_image
+from framefleet.core.errors import ImageDecodeError, InputError
+from framefleet.inference.imageio import decode_image, encode_image
 
 URI = "s3://bucket/photos/x.jpg"
 DOG = (IMAGES_DIR / "darknet_dog.jpg").read_bytes()

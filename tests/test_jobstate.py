@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from framefleet.errors import BrokerError
-from framefleet.jobstate import JobNotFound, JobStatus, JobStore
+from framefleet.core.errors import BrokerError, JobNotFound
+from framefleet.core.jobstate import JobStatus, JobStore
 
 
 def new_job(store: JobStore, items: int) -> str:

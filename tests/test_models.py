@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from helpers import MODEL_DIR, best_match, iou, read_image
 
-from framefleet.errors import ConfigError, ModelLoadError
-from framefleet.modelstore import ModelStore
-from framefleet.registry import load_registry
-from workers.models import load_adapter
-from workers.models.base import Adapter
-from workers.models.mobilenet import MobilenetAdapter
-from workers.models.ssd import SsdAdapter
-from workers.models.yunet import YunetAdapter
+from framefleet.core.errors import ConfigError, ModelLoadError
+from framefleet.core.modelstore import ModelStore
+from framefleet.core.registry import load_registry
+from framefleet.inference.models import load_adapter
+from framefleet.inference.models.base import Adapter
+from framefleet.inference.models.mobilenet import MobilenetAdapter
+from framefleet.inference.models.ssd import SsdAdapter
+from framefleet.inference.models.yunet import YunetAdapter
 
 REGISTRY = load_registry()
 MIN_IOU = 0.7

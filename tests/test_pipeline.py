@@ -9,19 +9,19 @@ import uuid
 import pytest
 from helpers import MEDIA_DIR, MODEL_DIR
 
-from framefleet.errors import ModelLoadError, StorageUnavailable
-from framefleet.jobs import ImageBatchJob
-from framefleet.modelstore import ModelStore
-from framefleet.outputs import annotated_key, result_key
-from framefleet.registry import load_registry
-from framefleet.storage import MemoryStorage
-from workers.pipeline import run_image_batch
-from workers.runtime import LoadedModel, ModelRegistry
+from framefleet.core.errors import ModelLoadError, StorageUnavailable
+from framefleet.core.messages import ImageBatch
+from framefleet.core.modelstore import ModelStore
+from framefleet.core.outputs import annotated_key, result_key
+from framefleet.core.registry import load_registry
+from framefleet.core.storage import MemoryStorage
+from framefleet.inference.loaded import LoadedModel, ModelCache
+from framefleet.inference.pipeline import run_image_batch
 
 
 @pytest.fixture(scope="module")
 def yolox() -> LoadedModel:
-    return ModelRegistry(load_registry(), ModelStore(MODEL_DIR, download=False)).get("yolox-nano")
+    return ModelCache(load_registry(), ModelStore(MODEL_DIR, download=False)).get("yolox-nano")
 
 
 @pytest.fixture
@@ -33,8 +33,8 @@ def stores() -> tuple[MemoryStorage, MemoryStorage]:
     return src, dst
 
 
-def batch(src: MemoryStorage, dst: MemoryStorage, *items: str) -> ImageBatchJob:
-    return ImageBatchJob("job", 0, src.uri, dst.uri, "yolox-nano", items)
+def batch(src: MemoryStorage, dst: MemoryStorage, *items: str) -> ImageBatch:
+    return ImageBatch("job", 0, src.uri, dst.uri, "yolox-nano", items)
 
 
 def test_good_and_bad_items_in_one_batch(stores, yolox: LoadedModel) -> None:

@@ -21,18 +21,18 @@ from helpers import (
     iou,
 )
 
-from framefleet.errors import ModelError
-from framefleet.registry import Postprocess, Preprocess, load_registry
-from workers.models.base import Adapter, Blob, Meta, RawOutputs
-from workers.models.deeplab import DeeplabAdapter, decode_segmentation
-from workers.models.fastestdet import FastestDetAdapter
-from workers.models.mobilenet import MobilenetAdapter, decode_topk
-from workers.models.nms import nms, pick_output, select
-from workers.models.preprocessing import letterbox, to_blob
-from workers.models.ssd import SsdAdapter
-from workers.models.ulfd import UlfdAdapter
-from workers.models.yolox import YoloxAdapter
-from workers.models.yunet import YunetAdapter
+from framefleet.core.errors import ModelError
+from framefleet.core.registry import Postprocess, Preprocess, load_registry
+from framefleet.inference.models.base import Adapter, Blob, Meta, RawOutputs
+from framefleet.inference.models.deeplab import DeeplabAdapter, decode_segmentation
+from framefleet.inference.models.fastestdet import FastestDetAdapter
+from framefleet.inference.models.mobilenet import MobilenetAdapter, decode_topk
+from framefleet.inference.models.nms import nms, pick_output, select
+from framefleet.inference.models.preprocessing import letterbox, to_blob
+from framefleet.inference.models.ssd import SsdAdapter
+from framefleet.inference.models.ulfd import UlfdAdapter
+from framefleet.inference.models.yolox import YoloxAdapter
+from framefleet.inference.models.yunet import YunetAdapter
 
 REGISTRY = load_registry()
 LABELS = [f"class{i}" for i in range(1001)]

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from framefleet.jobs import ImageBatchJob, VideoSegmentJob
-from framefleet.storage import MemoryStorage
+from framefleet.core.messages import ImageBatch, VideoSegment
+from framefleet.core.storage import MemoryStorage
 from producer.submit import classify, input_keys, messages
 
 
@@ -31,18 +31,18 @@ def test_images_batch_and_videos_go_alone() -> None:
     keys = ["1.jpg", "2.jpg", "v.mp4", "3.jpg", "4.png", "5.jpg", "x.txt"]
     planned = list(messages("j", src, dst, "yolox-nano", 2, keys))
     assert [(type(m).__name__, m.items, n) for m, n in planned] == [
-        ("ImageBatchJob", ("1.jpg", "2.jpg"), 2),
-        ("VideoSegmentJob", ("v.mp4",), 1),
-        ("ImageBatchJob", ("3.jpg", "4.png"), 2),
-        ("ImageBatchJob", ("5.jpg",), 1),
+        ("ImageBatch", ("1.jpg", "2.jpg"), 2),
+        ("VideoSegment", ("v.mp4",), 1),
+        ("ImageBatch", ("3.jpg", "4.png"), 2),
+        ("ImageBatch", ("5.jpg",), 1),
     ]
-    assert [m.batch_no if isinstance(m, ImageBatchJob) else m.segment_no for m, _ in planned] == [
+    assert [m.batch_no if isinstance(m, ImageBatch) else m.segment_no for m, _ in planned] == [
         0,
         1,
         2,
         3,
     ]
-    assert all(isinstance(m, (ImageBatchJob, VideoSegmentJob)) for m, _ in planned)
+    assert all(isinstance(m, (ImageBatch, VideoSegment)) for m, _ in planned)
 
 
 def test_listing_is_lazy_and_skips_outputs_inside_the_input() -> None:

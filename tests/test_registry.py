@@ -17,16 +17,16 @@ from pathlib import Path
 import pytest
 from helpers import MODEL_DIR
 
-from framefleet.errors import (
+from framefleet.core.errors import (
     ChecksumMismatch,
     ConfigError,
     ModelError,
     ModelLoadError,
     UnknownModelError,
 )
-from framefleet.modelstore import ModelStore, sha256_file
-from framefleet.registry import FileSpec, load_registry
-from workers.models import FAMILIES, load_adapter
+from framefleet.core.modelstore import ModelStore, sha256_file
+from framefleet.core.registry import FileSpec, load_registry
+from framefleet.inference.models import FAMILIES, load_adapter
 
 REGISTRY = load_registry()
 FASTESTDET = "detection/fastestdet_352.onnx"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import make_detections
 
-from framefleet.results import Detections, rle_decode, rle_encode
+from framefleet.core.results import Detections, rle_decode, rle_encode
 
 BOXES = [(0, 0, 10, 10), (5, 5, 20, 20), (30, 30, 40, 50)]
 

@@ -20,16 +20,14 @@ import pytest
 from botocore.stub import Stubber  # type: ignore[import-untyped, unused-ignore]
 from seaweed import unique_root
 
-from framefleet.errors import (
+from framefleet.core.errors import (
     BucketNotFound,
     ObjectNotFound,
     RetryableError,
     StorageError,
     StorageUnavailable,
 )
-from framefleet.services.ports import free_port
-from framefleet.services.seaweed import SeaweedServer
-from framefleet.storage import (
+from framefleet.core.storage import (
     LocalStorage,
     MemoryStorage,
     Storage,
@@ -39,9 +37,11 @@ from framefleet.storage import (
     relative_key,
     split_uri,
 )
-from framefleet.storage.local import TEMP_PREFIX
-from framefleet.storage.memory import clear_memory_stores
-from framefleet.storage.s3 import S3Storage, make_client, shared_client
+from framefleet.core.storage.local import TEMP_PREFIX
+from framefleet.core.storage.memory import clear_memory_stores
+from framefleet.core.storage.s3 import S3Storage, make_client, shared_client
+from framefleet.services.ports import free_port
+from framefleet.services.seaweed import SeaweedServer
 
 DoesNotRaise = nullcontext
 

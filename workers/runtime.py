@@ -13,54 +13,14 @@ from dataclasses import dataclass, field
 
 import cv2
 
-from framefleet.errors import PipelineError
-from framefleet.jobstate import JobStore
-from framefleet.modelstore import ModelStore
-from framefleet.registry import ModelSpec, Registry
-from framefleet.settings import Settings
-from framefleet.storage import Storage, open_storage
-from workers.models import load_adapter
-from workers.models.base import Adapter
+from framefleet.core.errors import PipelineError
+from framefleet.core.jobstate import JobStore
+from framefleet.core.modelstore import ModelStore
+from framefleet.core.settings import Settings
+from framefleet.core.storage import Storage, open_storage
+from framefleet.inference.loaded import ModelCache
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A ready adapter plus what results must say about it."""
-
-    spec: ModelSpec
-    adapter: Adapter
-    sha256: str
-
-
-@dataclass
-class ModelRegistry:
-    """Networks loaded in this process, by registry name; each is loaded at most once."""
-
-    registry: Registry
-    store: ModelStore
-    _loaded: dict[str, LoadedModel] = field(default_factory=dict)
-
-    def get(self, name: str) -> LoadedModel:
-        """The loaded model ``name``, loading it on first use.
-
-        Raises:
-            UnknownModelError, ModelError: the name is unknown or its files cannot be loaded.
-        """
-        model = self._loaded.get(name)
-        if model is None:
-            spec = self.registry.get(name)
-            adapter = load_adapter(spec, self.store)
-            digest = self.store.digest(spec.files["model"])  # cached by load_adapter's check
-            model = LoadedModel(spec=spec, adapter=adapter, sha256=digest)
-            self._loaded[name] = model
-            log.info("pid %d loaded model %s (%s)", os.getpid(), name, spec.description)
-        return model
-
-    def names(self) -> list[str]:
-        """Names of the models loaded so far."""
-        return sorted(self._loaded)
 
 
 @dataclass
@@ -68,7 +28,7 @@ class WorkerRuntime:
     """Per-process state that tasks read; built by `init_process`."""
 
     settings: Settings
-    models: ModelRegistry
+    models: ModelCache
     jobs: JobStore
     _storages: dict[str, Storage] = field(default_factory=dict)
 
@@ -98,7 +58,7 @@ def init_process(settings: Settings, models: tuple[str, ...]) -> WorkerRuntime:
     """
     global _runtime
     cv2.setNumThreads(cv_threads(settings))
-    registry = ModelRegistry(settings.registry(), ModelStore(settings.model_dir))
+    registry = ModelCache(settings.registry(), ModelStore(settings.model_dir))
     for name in models:
         try:
             registry.get(name)

@@ -13,14 +13,14 @@ from typing import Any, TypeVar
 
 from celery import Celery, Task
 
-from framefleet.errors import JobDecodeError
-from framefleet.jobs import ImageBatchJob, Job, VideoSegmentJob
-from framefleet.jobstate import JobNotFound, JobStatus
+from framefleet.core.errors import JobDecodeError, JobNotFound
+from framefleet.core.jobstate import JobStatus
+from framefleet.core.messages import ImageBatch, Message, VideoSegment
+from framefleet.core.summary import write_report
+from framefleet.inference.pipeline import ItemResult, failure, run_image_batch
+from framefleet.inference.video import process_segment
 from framefleet.queue import TASK_IMAGE_BATCH, TASK_VIDEO_SEGMENT, queue_name
-from framefleet.report import write_report
 from workers import runtime
-from workers.pipeline import ItemResult, failure, run_image_batch
-from workers.video import process_segment
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def register(app: Celery) -> None:
 
     @app.task(name=TASK_IMAGE_BATCH, bind=True, max_retries=None)
     def image_batch(self: Task, message: dict[str, Any]) -> None:
-        job = _decode(ImageBatchJob, message)
+        job = _decode(ImageBatch, message)
         if job is None or _cancelled(job):
             return
         rt = runtime.current()
@@ -45,7 +45,7 @@ def register(app: Celery) -> None:
 
     @app.task(name=TASK_VIDEO_SEGMENT, bind=True, max_retries=None)
     def video_segment(self: Task, message: dict[str, Any]) -> None:
-        job = _decode(VideoSegmentJob, message)
+        job = _decode(VideoSegment, message)
         if job is None or _cancelled(job):
             return
         rt = runtime.current()
@@ -58,7 +58,7 @@ def register(app: Celery) -> None:
         _settle(self, job, [process_segment(job, src, dst, model)])
 
 
-J = TypeVar("J", ImageBatchJob, VideoSegmentJob)
+J = TypeVar("J", ImageBatch, VideoSegment)
 
 
 def _decode(cls: type[J], message: Any) -> J | None:
@@ -70,7 +70,7 @@ def _decode(cls: type[J], message: Any) -> J | None:
         return None
 
 
-def _cancelled(job: Job) -> bool:
+def _cancelled(job: Message) -> bool:
     try:
         return runtime.current().jobs.status(job.job_id) is JobStatus.CANCELLED
     except JobNotFound:
@@ -78,7 +78,7 @@ def _cancelled(job: Job) -> bool:
         return True
 
 
-def _settle(task: Task, job: Job, results: Iterable[ItemResult]) -> None:
+def _settle(task: Task, job: Message, results: Iterable[ItemResult]) -> None:
     """Record final outcomes as they come; resend transient failures while attempts remain."""
     rt = runtime.current()
     retry: list[str] = []

@@ -7,8 +7,8 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
+from framefleet.core.settings import Settings
 from framefleet.queue import create_app
-from framefleet.settings import Settings
 from workers import runtime, tasks
 
 

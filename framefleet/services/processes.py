@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from framefleet.errors import ConfigError
+from framefleet.core.errors import ConfigError
 
 FRAMEFLEET = [sys.executable, "-m", "framefleet.cli"]
 """How to run the ``framefleet`` command with this interpreter."""

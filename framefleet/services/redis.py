@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from framefleet.errors import ConfigError
+from framefleet.core.errors import ConfigError
 from framefleet.services.ports import free_port
 
 INSTALL_HINT = (

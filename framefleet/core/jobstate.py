@@ -1,0 +1,397 @@
+"""Job state and per-item outcomes, in Redis, with exact counts.
+
+One place holds the truth about a job::
+
+    {prefix}:job:{id}          hash   parameters, state, total, listed flag, timestamps, frames
+    {prefix}:job:{id}:done     set    items that succeeded (a redelivered item is counted once)
+    {prefix}:job:{id}:failed   hash   item -> JSON reason, for items that finally failed
+    {prefix}:job:{id}:classes  hash   class name -> detections, summed over newly done items
+    {prefix}:jobs              zset   job ids by creation time
+
+Outcomes are recorded by one Lua script, so "count once" and "the job is complete" are decided
+atomically: exactly one caller learns that it completed the job and writes its report.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+from framefleet.core import defaults
+from framefleet.core.errors import BrokerError, JobNotFound
+
+
+class JobStatus(StrEnum):
+    """Life of a job: listing -> running -> done; failed (could not list); cancelled."""
+
+    LISTING = "listing"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A snapshot of one job."""
+
+    job_id: str
+    input_uri: str
+    output_uri: str
+    model: str
+    status: JobStatus
+    total: int
+    done: int
+    failed: int
+    listed: bool
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    classes: dict[str, int] = field(default_factory=dict)
+    frames: int = 0
+
+    @property
+    def processed(self) -> int:
+        """Items with a final outcome, success or failure."""
+        return self.done + self.failed
+
+    @property
+    def finished(self) -> bool:
+        """True once the job will change no more."""
+        return self.status in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+    def elapsed_s(self, now: float | None = None) -> float:
+        """Seconds from submission to the end (or to ``now`` while running)."""
+        end = self.finished_at or (time.time() if now is None else now)
+        return max(0.0, end - self.created_at)
+
+    def rate(self, now: float | None = None) -> float:
+        """Items per second since the first outcome (0.0 before it)."""
+        if self.started_at is None or self.processed == 0:
+            return 0.0
+        end = self.finished_at or (time.time() if now is None else now)
+        return self.processed / max(end - self.started_at, 1e-3)
+
+    def frame_rate(self, now: float | None = None) -> float:
+        """Images per second (video frames count one each) since the first outcome."""
+        items = self.rate(now)
+        return items * self.frames / self.done if self.done else 0.0
+
+    def eta_s(self, now: float | None = None) -> float | None:
+        """Seconds left at the current rate; None while unknown (listing, or no outcome yet)."""
+        rate = self.rate(now)
+        if not self.listed or rate <= 0:
+            return None
+        return max(0, self.total - self.processed) / rate
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict, as written to the job summary."""
+        return {
+            "job_id": self.job_id,
+            "input": self.input_uri,
+            "output": self.output_uri,
+            "model": self.model,
+            "status": self.status.value,
+            "total": self.total,
+            "done": self.done,
+            "failed": self.failed,
+            "listed": self.listed,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "elapsed_s": round(self.elapsed_s(), 3),
+            "items_per_s": round(self.rate(), 3),
+            "frames": self.frames,
+            "images_per_s": round(self.frame_rate(), 3),
+            "error": self.error,
+            "params": self.params,
+            "classes": self.classes,
+        }
+
+
+# Decides "complete" and flips the state once; shared by both scripts below.
+_COMPLETE = """
+local function complete(job, done, failed, now)
+  if redis.call('HGET', job, 'listed') ~= '1' then return 0 end
+  local total = tonumber(redis.call('HGET', job, 'total') or '0')
+  if redis.call('SCARD', done) + redis.call('HLEN', failed) < total then return 0 end
+  if redis.call('HSETNX', job, 'finished_at', now) == 0 then return 0 end
+  if redis.call('HGET', job, 'status') == 'running' then
+    redis.call('HSET', job, 'status', 'done')
+  end
+  return 1
+end
+"""
+
+_RECORD = (
+    _COMPLETE
+    + """
+-- KEYS: job done failed classes   ARGV: item ok reason classes_json now frames
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if ARGV[2] == '1' then
+  if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
+    redis.call('HDEL', KEYS[3], ARGV[1])
+    redis.call('HINCRBY', KEYS[1], 'frames', ARGV[6])
+    if ARGV[4] ~= '' then
+      for name, n in pairs(cjson.decode(ARGV[4])) do redis.call('HINCRBY', KEYS[4], name, n) end
+    end
+  end
+elseif redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+end
+redis.call('HSETNX', KEYS[1], 'started_at', ARGV[5])
+return complete(KEYS[1], KEYS[2], KEYS[3], ARGV[5])
+"""
+)
+
+_FINISH_LISTING = (
+    _COMPLETE
+    + """
+-- KEYS: job done failed   ARGV: now
+redis.call('HSET', KEYS[1], 'listed', '1')
+if redis.call('HGET', KEYS[1], 'status') == 'listing' then
+  redis.call('HSET', KEYS[1], 'status', 'running')
+end
+return complete(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+"""
+)
+
+
+class JobStore:
+    """Reads and writes job state in Redis.
+
+    Args:
+        client: a redis-py client (decode_responses=True).
+        prefix: namespace of every key.
+
+    Example:
+        >>> store = JobStore.from_url("redis://127.0.0.1:6379/0")
+        >>> job_id = store.create("s3://in/", "s3://out/", "yolox-nano")
+        >>> store.add_items(job_id, 2); store.finish_listing(job_id)
+        >>> store.record(job_id, "a.jpg", ok=True)
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._record = client.register_script(_RECORD)
+        self._finish = client.register_script(_FINISH_LISTING)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = defaults.KEY_PREFIX) -> JobStore:
+        """A store on the Redis at ``url`` (checked with a PING).
+
+        Raises:
+            BrokerError: Redis is unreachable; the message names the URL.
+        """
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            socket_timeout=30,
+            health_check_interval=30,
+            retry_on_timeout=True,
+        )
+        store = cls(client, prefix)
+        store._call(client.ping)
+        return store
+
+    def _keys(self, job_id: str) -> list[str]:
+        base = f"{self.prefix}:job:{job_id}"
+        return [base, f"{base}:done", f"{base}:failed", f"{base}:classes"]
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            url = _describe(self.client)
+            raise BrokerError(
+                f"Redis at {url} failed: {exc}; check that redis-server runs there, or set "
+                "FRAMEFLEET_REDIS_URL / --redis-url"
+            ) from exc
+
+    def create(
+        self, input_uri: str, output_uri: str, model: str, params: Mapping[str, Any] | None = None
+    ) -> str:
+        """Record a new job in the ``listing`` state and return its id."""
+        now = time.time()
+        job_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(3)
+        job_key = self._keys(job_id)[0]
+        pipe = self.client.pipeline()
+        pipe.hset(
+            job_key,
+            mapping={
+                "job_id": job_id,
+                "input": input_uri,
+                "output": output_uri,
+                "model": model,
+                "status": JobStatus.LISTING.value,
+                "total": 0,
+                "listed": 0,
+                "created_at": now,
+                "params": json.dumps(dict(params or {})),
+            },
+        )
+        pipe.zadd(f"{self.prefix}:jobs", {job_id: now})
+        self._call(pipe.execute)
+        return job_id
+
+    def add_items(self, job_id: str, count: int) -> None:
+        """Count ``count`` more items into the job's total (called as the producer enqueues)."""
+        self._call(self.client.hincrby, self._keys(job_id)[0], "total", count)
+
+    def finish_listing(self, job_id: str) -> bool:
+        """Mark the listing complete; True if every item already has an outcome (job complete)."""
+        keys = self._keys(job_id)[:3]
+        return bool(self._call(self._finish, keys=keys, args=[time.time()]))
+
+    def fail(self, job_id: str, error: str) -> None:
+        """Mark the whole job failed (e.g. its input could not be listed)."""
+        self._call(
+            self.client.hset,
+            self._keys(job_id)[0],
+            mapping={
+                "status": JobStatus.FAILED.value,
+                "error": error,
+                "finished_at": time.time(),
+            },
+        )
+
+    def cancel(self, job_id: str) -> None:
+        """Mark the job cancelled: workers skip its remaining items."""
+        self.get(job_id)
+        self._call(
+            self.client.hset,
+            self._keys(job_id)[0],
+            mapping={
+                "status": JobStatus.CANCELLED.value,
+                "finished_at": time.time(),
+            },
+        )
+
+    def status(self, job_id: str) -> JobStatus:
+        """The job's current status (one round trip; workers check it per task)."""
+        raw = self._call(self.client.hget, self._keys(job_id)[0], "status")
+        if raw is None:
+            raise JobNotFound(f"no job {job_id!r} in Redis at {_describe(self.client)}")
+        return JobStatus(raw)
+
+    def record(
+        self,
+        job_id: str,
+        item: str,
+        ok: bool,
+        reason: Mapping[str, Any] | None = None,
+        classes: Mapping[str, int] | None = None,
+        frames: int = 1,
+    ) -> bool:
+        """Record the final outcome of ``item``; True if this call completed the job.
+
+        A success is counted once however often it is recorded, and replaces an earlier failure;
+        a failure never replaces a success. ``frames`` is how many images the item was (1 for an
+        image, the frames processed for a video); it is summed over successes, for images/s.
+
+        Raises:
+            JobNotFound: the job does not exist (deleted, or another Redis).
+        """
+        result = self._call(
+            self._record,
+            keys=self._keys(job_id),
+            args=[
+                item,
+                "1" if ok else "0",
+                json.dumps(dict(reason or {})),
+                json.dumps(dict(classes)) if classes else "",
+                time.time(),
+                frames,
+            ],
+        )
+        if result == -1:
+            raise JobNotFound(f"no job {job_id!r} in Redis at {_describe(self.client)}")
+        return bool(result)
+
+    def get(self, job_id: str) -> JobRecord:
+        """A consistent snapshot of the job.
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        job, done, failed, classes = self._keys(job_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(job)
+        pipe.scard(done)
+        pipe.hlen(failed)
+        pipe.hgetall(classes)
+        raw, n_done, n_failed, class_counts = self._call(pipe.execute)
+        if not raw:
+            raise JobNotFound(
+                f"no job {job_id!r} in Redis at {_describe(self.client)}; "
+                "list recent jobs with `framefleet jobs`"
+            )
+        return JobRecord(
+            job_id=raw["job_id"],
+            input_uri=raw["input"],
+            output_uri=raw["output"],
+            model=raw["model"],
+            status=JobStatus(raw["status"]),
+            total=int(raw.get("total", 0)),
+            done=int(n_done),
+            failed=int(n_failed),
+            listed=raw.get("listed") == "1",
+            created_at=float(raw["created_at"]),
+            started_at=_float(raw.get("started_at")),
+            finished_at=_float(raw.get("finished_at")),
+            error=raw.get("error", ""),
+            params=json.loads(raw.get("params", "{}")),
+            frames=int(raw.get("frames", 0)),
+            classes={
+                k: int(v) for k, v in sorted(class_counts.items(), key=lambda kv: -int(kv[1]))
+            },
+        )
+
+    def failures(self, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(item, reason) of every failed item, streamed with HSCAN.
+
+        Raises:
+            BrokerError: Redis failed while streaming.
+        """
+        try:
+            for item, reason in self.client.hscan_iter(self._keys(job_id)[2], count=500):
+                yield item, json.loads(reason)
+        except redis.RedisError as exc:
+            raise BrokerError(f"Redis at {_describe(self.client)} failed: {exc}") from exc
+
+    def is_done(self, job_id: str, item: str) -> bool:
+        """True if ``item`` already succeeded (lets a redelivered task skip finished work)."""
+        return bool(self._call(self.client.sismember, self._keys(job_id)[1], item))
+
+    def recent(self, limit: int = 20) -> list[JobRecord]:
+        """The ``limit`` most recently created jobs, newest first."""
+        ids = self._call(self.client.zrevrange, f"{self.prefix}:jobs", 0, limit - 1)
+        records = []
+        for job_id in ids:
+            try:
+                records.append(self.get(job_id))
+            except JobNotFound:
+                continue
+        return records
+
+
+def _float(raw: str | None) -> float | None:
+    return None if raw in (None, "") else float(raw)
+
+
+def _describe(client: redis.Redis) -> str:
+    kw = client.connection_pool.connection_kwargs
+    if "path" in kw:
+        return f"unix://{kw['path']}"
+    return f"redis://{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"

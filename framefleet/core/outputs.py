@@ -1,0 +1,54 @@
+"""Where results go: output keys mirror input keys, so reruns overwrite instead of duplicating.
+
+For an input ``photos/a.jpg`` under the input root, the outputs under ``--out`` are::
+
+    photos/a.jpg            the annotated image (same name and format as the input)
+    photos/a.jpg.json       the result document (schema below)
+    _framefleet/summary.json, _framefleet/failures.jsonl   written once, when the job completes
+
+A video ``clips/b.mkv`` gives ``clips/b.mkv.mp4`` (annotated, mp4v) and ``clips/b.mkv.json``;
+an ``.mp4`` input keeps its name.
+
+Result document (``schema`` = `framefleet.core.results.SCHEMA_VERSION`)::
+
+    {"schema": 1, "kind": "image" | "video",
+     "source": "s3://bucket/photos/a.jpg",
+     "model": {"name": "yolox-nano", "task": "detection", "sha256": "…", "engine": "cv2.dnn"},
+     "image": {"width": 768, "height": 576},                 # kind image
+     "results": {…Detections JSON…},                          # kind image
+     "video": {"width", "height", "fps", "frames"},          # kind video
+     "frames": [{"frame": 0, "results": {…}}, …],            # kind video
+     "timings_ms": {"read": …, "decode": …, "preprocess": …, "infer": …, "postprocess": …,
+                    "annotate": …, "write": …},
+     "worker": "hostname:pid", "created_at": 1790000000.0}
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from framefleet.core import defaults
+
+
+def result_key(item: str) -> str:
+    """Key of the result document of input ``item``."""
+    return f"{item}.json"
+
+
+def annotated_key(item: str, video: bool = False) -> str:
+    """Key of the annotated image or video of input ``item``."""
+    ext = posixpath.splitext(item)[1].lower()
+    if video:
+        return item if ext == ".mp4" else f"{item}.mp4"
+    # Every input image format is also one we encode, so the annotated copy keeps it.
+    return item if ext in defaults.IMAGE_SUFFIXES else f"{item}.jpg"
+
+
+def report_key(name: str) -> str:
+    """Key of a job report file (``summary.json``, ``failures.jsonl``)."""
+    return f"{defaults.REPORT_DIR}/{name}"
+
+
+def is_report_key(key: str) -> bool:
+    """True for keys framefleet itself writes under an output root (never inputs)."""
+    return key.startswith(f"{defaults.REPORT_DIR}/")

@@ -1,0 +1,136 @@
+"""One frozen `Settings`, built by each entry point from the environment and CLI options.
+
+Nothing reads ``os.environ`` at import time: `Settings.from_env` is called explicitly and the
+result is passed down.
+
+| variable                    | field               | default                        |
+|-----------------------------|---------------------|--------------------------------|
+| FRAMEFLEET_REDIS_URL        | redis_url           | redis://127.0.0.1:6379/0       |
+| FRAMEFLEET_MODEL_DIR        | model_dir           | ~/.cache/framefleet/models     |
+| FRAMEFLEET_MODELS           | models_file         | (built-in registry only)       |
+| FRAMEFLEET_BATCH_SIZE       | batch_size          | 8                              |
+| FRAMEFLEET_WORKER_MODELS    | worker_models       | the registry's default model   |
+| FRAMEFLEET_CONCURRENCY      | concurrency         | number of cores                |
+| FRAMEFLEET_TASK_TIME_LIMIT  | task_time_limit_s   | 1800                           |
+| FRAMEFLEET_MAX_RETRIES      | max_retries         | 5                              |
+| FRAMEFLEET_RETRY_BACKOFF    | retry_backoff_s     | 2.0 (doubles per attempt)      |
+| FRAMEFLEET_CV_THREADS       | cv_threads          | 0: cores // concurrency        |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from framefleet.core import defaults
+from framefleet.core.errors import ConfigError
+from framefleet.core.registry import Registry, load_registry
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an entry point needs, in one place.
+
+    Example:
+        >>> settings = Settings.from_env({"FRAMEFLEET_BATCH_SIZE": "16"})
+        >>> settings.batch_size
+        16
+    """
+
+    redis_url: str = defaults.REDIS_URL
+    model_dir: Path = field(default_factory=lambda: Path(defaults.MODEL_DIR).expanduser())
+    models_file: Path | None = None
+    batch_size: int = defaults.BATCH_SIZE
+    worker_models: tuple[str, ...] = ()
+    concurrency: int = os.cpu_count() or 1
+    task_time_limit_s: int = defaults.TASK_TIME_LIMIT_S
+    max_retries: int = defaults.MAX_RETRIES
+    retry_backoff_s: float = defaults.RETRY_BACKOFF_S
+    cv_threads: int = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``env`` (default ``os.environ``), then ``overrides`` that are not None.
+
+        Raises:
+            ConfigError: a variable has a value of the wrong kind or out of range.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, key, convert in _ENV:
+            raw = env.get(key)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = convert(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{key}={raw!r} is invalid: {exc}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise `ConfigError` on values out of range."""
+        for name in ("batch_size", "concurrency", "task_time_limit_s"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.cv_threads < 0:
+            raise ConfigError(f"cv_threads must be >= 0 (0: automatic), got {self.cv_threads}")
+        if self.retry_backoff_s < 0:
+            raise ConfigError(f"retry_backoff_s must be >= 0, got {self.retry_backoff_s}")
+        if self.max_retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"redis URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}"
+            )
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        """Redelivery timeout of unacknowledged tasks: twice the task time limit, so a task that
+        is still running is never handed to a second worker."""
+        return 2 * self.task_time_limit_s
+
+    def registry(self) -> Registry:
+        """The model registry: built-in entries plus ``models_file``."""
+        return load_registry(self.models_file)
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (None values ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        env = {}
+        for name, key, _ in _ENV:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            env[key] = ",".join(value) if isinstance(value, tuple) else str(value)
+        return env
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in raw.split(",") if n.strip())
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+_ENV: list[tuple[str, str, Any]] = [
+    ("redis_url", "FRAMEFLEET_REDIS_URL", str),
+    ("model_dir", "FRAMEFLEET_MODEL_DIR", _path),
+    ("models_file", "FRAMEFLEET_MODELS", _path),
+    ("batch_size", "FRAMEFLEET_BATCH_SIZE", int),
+    ("worker_models", "FRAMEFLEET_WORKER_MODELS", _names),
+    ("concurrency", "FRAMEFLEET_CONCURRENCY", int),
+    ("task_time_limit_s", "FRAMEFLEET_TASK_TIME_LIMIT", int),
+    ("max_retries", "FRAMEFLEET_MAX_RETRIES", int),
+    ("retry_backoff_s", "FRAMEFLEET_RETRY_BACKOFF", float),
+    ("cv_threads", "FRAMEFLEET_CV_THREADS", int),
+]

@@ -1,0 +1,164 @@
+"""`LocalStorage`: a folder on the local filesystem as an object store."""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from framefleet.core.errors import ObjectNotFound, StorageError, StorageUnavailable
+from framefleet.core.storage.base import (
+    Storage,
+    StorageObject,
+    check_key,
+    check_prefix,
+    matches,
+    suffix_matcher,
+    uri_scheme,
+)
+
+TEMP_PREFIX = ".framefleet-tmp."
+"""Name prefix of the temporary files a write renames into place; `list` skips them."""
+
+_FILE_MODE = 0o666  # the umask still applies, as for any file the process creates
+
+
+class LocalStorage(Storage):
+    """A folder used as an object store; keys map to files below it.
+
+    Writes go to a temporary file in the target's directory, are fsynced, then renamed over the
+    target with `os.replace`, so readers never see a partial file. Symlinks are followed.
+
+    Example:
+        >>> storage = LocalStorage("/data/out")        # or "file:///data/out"
+        >>> storage.write_bytes("cats/001.json", b"{}")
+        >>> storage.uri_for("cats/001.json")
+        'file:///data/out/cats/001.json'
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        """Bind to ``root``: a plain path (relative to the working directory) or ``file://`` URI.
+
+        Raises:
+            StorageError: ``root`` is a URI of another scheme, or a ``file://`` URI whose path
+                is not absolute.
+        """
+        text = os.fspath(root)
+        scheme = uri_scheme(text)
+        if scheme == "file":
+            text = text[len("file://") :]
+            if not text.startswith("/"):
+                raise StorageError(
+                    f"file URI {os.fspath(root)!r} must hold an absolute path, "
+                    "e.g. 'file:///data/in/'"
+                )
+        elif scheme:
+            raise StorageError(f"LocalStorage takes a path or file:// URI, got {text!r}")
+        self.root = Path(os.path.abspath(text))
+        self.uri = "file://" + self.root.as_posix().rstrip("/") + "/"
+
+    def path_for(self, key: str) -> Path:
+        """Return the filesystem path of ``key``; `check_key` keeps it inside the root."""
+        return self.root / check_key(key)
+
+    def read_bytes(self, key: str) -> bytes:
+        """Read the file at `path_for` ``(key)``; see `Storage.read_bytes`."""
+        path = self.path_for(key)
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise self._translate(exc, "read", key) from exc
+
+    def write_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """Write via a temp file and `os.replace`; ``content_type`` is ignored here."""
+        path = self.path_for(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(path, data)
+        except OSError as exc:
+            raise self._translate(exc, "write", key) from exc
+
+    def exists(self, key: str) -> bool:
+        """Tell whether a regular file (or a symlink to one) has this key."""
+        return self.path_for(key).is_file()
+
+    def list(
+        self, prefix: str = "", suffixes: Iterable[str] | None = None
+    ) -> Iterator[StorageObject]:
+        """Walk the folder lazily, one directory in memory at a time; see `Storage.list`."""
+        folder, _, name_prefix = check_prefix(prefix).rpartition("/")
+        return self._iterate(folder, name_prefix, suffix_matcher(suffixes))
+
+    def _iterate(
+        self, folder: str, name_prefix: str, wanted: tuple[str, ...] | None
+    ) -> Iterator[StorageObject]:
+        start = self.root / folder if folder else self.root
+        try:
+            yield from _walk(start, folder + "/" if folder else "", name_prefix, wanted)
+        except OSError as exc:
+            raise self._translate(exc, "list", folder) from exc
+
+    def _translate(self, exc: OSError, action: str, key: str) -> StorageError:
+        where = f"{self.uri}{key}"
+        missing = FileNotFoundError | IsADirectoryError | NotADirectoryError
+        if action == "read" and isinstance(exc, missing):
+            return ObjectNotFound(
+                f"object not found: {where} ({exc.strerror}); check the key and the storage root"
+            )
+        if isinstance(exc, PermissionError):
+            return StorageUnavailable(
+                f"permission denied to {action} {where}; check the "
+                "permissions of the folder and of the user running this"
+            )
+        if exc.errno == errno.ENOSPC:
+            return StorageError(f"cannot {action} {where}: no space left on the device")
+        return StorageError(f"cannot {action} {where}: {exc}")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # O_EXCL with a random name: two writers of the same key never share a temp file, and the
+    # last os.replace wins whole.
+    temp = path.with_name(TEMP_PREFIX + secrets.token_hex(8))
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            # Without fsync a crash after the rename can leave an empty file under the new name.
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _walk(
+    folder: Path, base: str, name_prefix: str, wanted: tuple[str, ...] | None
+) -> Iterator[StorageObject]:
+    """Yield files below ``folder`` in global key order, one directory in memory at a time."""
+    try:
+        with os.scandir(folder) as scan:
+            entries = [entry for entry in scan if entry.name.startswith(name_prefix)]
+    except (FileNotFoundError, NotADirectoryError):
+        return  # like an S3 prefix with no objects
+    # Sorting "dir/" rather than "dir" makes the walk yield keys in plain string order, the
+    # order S3 lists in: "a.jpg" < "a/x.jpg" because "." < "/".
+    children = sorted(
+        (
+            (entry.name + "/" if entry.is_dir() else entry.name, entry)
+            for entry in entries
+            if not entry.name.startswith(TEMP_PREFIX)
+        ),
+        key=lambda child: child[0],
+    )
+    for name, entry in children:
+        if name.endswith("/"):
+            yield from _walk(Path(entry.path), base + name, "", wanted)
+        elif entry.is_file() and matches(name, wanted):
+            try:
+                size = entry.stat().st_size
+            except FileNotFoundError:
+                continue  # deleted since the scan: it is no longer an object
+            yield StorageObject(key=base + name, size=size)

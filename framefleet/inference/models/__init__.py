@@ -1,0 +1,68 @@
+"""Model adapters, one module per family, and `load_adapter` to build one from the registry.
+
+Example:
+    >>> adapter = load_adapter(load_registry().get("yolox-nano"), ModelStore(model_dir))
+    >>> detections = adapter(image)
+"""
+
+from __future__ import annotations
+
+from framefleet.core.errors import ConfigError
+from framefleet.core.modelstore import ModelStore
+from framefleet.core.registry import ModelSpec
+from framefleet.inference.models.base import Adapter
+from framefleet.inference.models.deeplab import DeeplabAdapter
+from framefleet.inference.models.fastestdet import FastestDetAdapter
+from framefleet.inference.models.mobilenet import MobilenetAdapter
+from framefleet.inference.models.ssd import SsdAdapter
+from framefleet.inference.models.ulfd import UlfdAdapter
+from framefleet.inference.models.yolox import YoloxAdapter
+from framefleet.inference.models.yunet import YunetAdapter
+
+FAMILIES: dict[str, type[Adapter]] = {
+    cls.family: cls
+    for cls in (
+        YoloxAdapter,
+        FastestDetAdapter,
+        YunetAdapter,
+        UlfdAdapter,
+        MobilenetAdapter,
+        DeeplabAdapter,
+        SsdAdapter,
+    )
+}
+"""Adapter class by registry ``family`` name."""
+
+
+def load_adapter(spec: ModelSpec, store: ModelStore) -> Adapter:
+    """Build the adapter of ``spec``: verified files and labels from ``store``, then its family.
+
+    Args:
+        spec: the registry entry.
+        store: where model files live (and are downloaded to, if allowed).
+
+    Returns:
+        A ready adapter; call it on a BGR image to get `Detections`.
+
+    Raises:
+        ConfigError: ``spec.family`` is not one of `FAMILIES`; the message lists them.
+        ModelLoadError: a model or labels file is missing (and cannot be downloaded), or
+            OpenCV refused the model.
+        ChecksumMismatch: a file's sha256 differs from the registry's.
+        ModelError: a download failed.
+
+    Example:
+        >>> adapter = load_adapter(registry.get("yunet"), ModelStore(Path("models")))
+        >>> adapter(image).landmarks.shape
+        (4, 5, 2)
+    """
+    family = FAMILIES.get(spec.family)
+    if family is None:
+        raise ConfigError(
+            f"model {spec.name!r} has family {spec.family!r}; known families: "
+            f"{', '.join(sorted(FAMILIES))}"
+        )
+    family.check_supported(spec)  # before any download
+    files = store.files(spec)
+    labels = store.labels(spec)
+    return family.load(spec, files, labels)

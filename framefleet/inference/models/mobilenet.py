@@ -1,0 +1,94 @@
+"""MobileNetV2 ImageNet classifier with an embedding output, family ``mobilenet``.
+
+Outputs are read by name: ``output`` (1, 1001) softmax where index 0 is background, and
+``embedding`` (1, 1280) pooled features (for transfer learning). OpenCV 4.13 and 5.0 list the
+two in different orders, so the engine asks for them by name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from framefleet.core.errors import ModelLoadError
+from framefleet.core.registry import ModelSpec, Postprocess
+from framefleet.core.results import Detections
+from framefleet.inference.models.base import Adapter, CvDnnEngine, Engine, Image, Meta, RawOutputs
+from framefleet.inference.models.nms import named_output, to_detections
+
+OUTPUTS = ("output", "embedding")
+"""Output names the file must have: class probabilities, pooled features."""
+
+
+def decode_topk(
+    probs: npt.NDArray[np.float32], post: Postprocess
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
+    """The ``post.top_k`` best classes at or above ``post.score_threshold``, best first.
+
+    Args:
+        probs: (C,) class probabilities.
+        post: ``top_k`` and ``score_threshold``.
+
+    Returns:
+        class ids (K,) and their probabilities (K,).
+    """
+    order = np.argsort(-probs, kind="stable")[: post.top_k]
+    order = order[probs[order] >= post.score_threshold]
+    return order, probs[order]
+
+
+class MobilenetAdapter(Adapter):
+    """MobileNetV2 on ``cv2.dnn``: one row per top-k class, its box the whole image.
+
+    Example:
+        >>> adapter = load_adapter(registry.get("mobilenet-v2"), store)
+        >>> adapter(image).data["class_name"][0]
+        'macaw'
+        >>> adapter.embed(image).shape
+        (1280,)
+    """
+
+    family = "mobilenet"
+
+    @classmethod
+    def build_engine(cls, spec: ModelSpec, files: dict[str, Path]) -> Engine:
+        """A ``cv2.dnn`` engine that returns ``output`` and ``embedding`` by name.
+
+        Raises:
+            ModelLoadError: OpenCV refused the file, or it lacks one of the two outputs.
+        """
+        net = CvDnnEngine.from_file(files["model"]).net
+        names = set(net.getUnconnectedOutLayersNames())
+        if not names.issuperset(OUTPUTS):
+            raise ModelLoadError(
+                f"{files['model']} has outputs {sorted(names)}, the mobilenet family needs "
+                f"{list(OUTPUTS)}; re-export it with the embedding output (see _provenance)"
+            )
+        return CvDnnEngine(net, OUTPUTS)
+
+    def postprocess(self, raw: RawOutputs, meta: Meta) -> Detections:
+        class_ids, scores = decode_topk(
+            named_output(raw, "output").reshape(-1), self.spec.postprocess
+        )
+        w, h = meta.image_wh
+        whole = np.tile(np.array([0, 0, w, h], np.float32), (len(class_ids), 1))
+        return to_detections(whole, scores, class_ids, image_wh=meta.image_wh, label=self.label)
+
+    def embed(self, image: Image) -> npt.NDArray[np.float32]:
+        """The 1280-d pooled feature vector of ``image`` (not normalised).
+
+        Args:
+            image: H×W×3 uint8 BGR image.
+
+        Returns:
+            (1280,) float32.
+
+        Example:
+            >>> features = adapter.embed(image)
+            >>> features.shape
+            (1280,)
+        """
+        blob, _ = self.preprocess(image)
+        return named_output(self.infer(blob), "embedding").reshape(-1)
