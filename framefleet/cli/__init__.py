@@ -1,0 +1,10 @@
+"""The ``framefleet`` command line: one module per concern, all on the group in `base`.
+
+Every option has an environment variable. Worker, inference and demo code is imported inside
+the commands that need it, so producer-side commands never import OpenCV.
+"""
+
+from framefleet.cli import demo, fleet, jobs, models, submit  # noqa: F401  (registers commands)
+from framefleet.cli.base import main
+
+__all__ = ["main"]

@@ -1,0 +1,5 @@
+"""``python -m framefleet.cli``."""
+
+from framefleet.cli import main
+
+main()

@@ -1,0 +1,102 @@
+"""The ``framefleet`` group: global options, named exit codes, and the error-to-exit-code wrapper
+every command uses. Commands live one module per concern beside this one."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from framefleet.core.errors import (
+    BrokerError,
+    ConfigError,
+    ModelError,
+    PipelineError,
+    StorageError,
+)
+from framefleet.core.settings import Settings
+
+EXIT_OK = 0
+EXIT_ITEMS_FAILED = 1  # the job ran, and some items failed (submit --wait, status)
+EXIT_CONFIG = 3  # bad option, registry file, unknown model or job id
+EXIT_STORAGE = 4  # input or output storage unreachable, missing bucket
+EXIT_BROKER = 5  # Redis unreachable
+EXIT_MODEL = 6  # model files missing, wrong sha256, not loadable
+
+_EXIT_FOR: list[tuple[type[PipelineError], int]] = [
+    (ConfigError, EXIT_CONFIG),
+    (StorageError, EXIT_STORAGE),
+    (BrokerError, EXIT_BROKER),
+    (ModelError, EXIT_MODEL),
+]
+
+HELP_EPILOG = """\b
+Examples:
+  framefleet demo                                   # everything locally, on sample media
+  framefleet worker --concurrency 2 --models yolox-nano,yunet
+  framefleet submit s3://photos/2026/ --model yolox-nano --out s3://results/run1/ --wait
+  framefleet status 20261122-050000-a1b2c3 --watch
+\b
+Exit codes: 0 ok, 1 some items failed, 3 bad configuration, 4 storage unreachable,
+5 Redis unreachable, 6 model files missing or invalid.
+"""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _exits(fn: F) -> F:
+    """Turn framefleet errors into one clear line on stderr and a named exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PipelineError as exc:
+            code = next((c for t, c in _EXIT_FOR if isinstance(exc, t)), EXIT_CONFIG)
+            click.echo(f"framefleet: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(epilog=HELP_EPILOG)
+@click.option(
+    "--redis-url", envvar="FRAMEFLEET_REDIS_URL", help="Broker and job state.", show_envvar=True
+)
+@click.option(
+    "--models-file",
+    envvar="FRAMEFLEET_MODELS",
+    type=click.Path(path_type=Path),
+    help="Your own model registry (TOML), added to the built-in one.",
+    show_envvar=True,
+)
+@click.option(
+    "--model-dir",
+    envvar="FRAMEFLEET_MODEL_DIR",
+    type=click.Path(path_type=Path),
+    help="Where model files are found or downloaded to.",
+    show_envvar=True,
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+@click.pass_context
+@_exits
+def main(
+    ctx: click.Context,
+    redis_url: str | None,
+    models_file: Path | None,
+    model_dir: Path | None,
+    verbose: bool,
+) -> None:
+    """framefleet: run OpenCV deep-learning models over whole buckets of images and videos."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("botocore", "boto3", "urllib3"):  # credential and endpoint chatter
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    ctx.obj = Settings.from_env(redis_url=redis_url, models_file=models_file, model_dir=model_dir)

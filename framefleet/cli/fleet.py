@@ -1,0 +1,109 @@
+"""`framefleet worker` and `framefleet flower`: run the fleet and watch it."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from framefleet.cli.base import HELP_EPILOG, _exits, main
+from framefleet.core.settings import Settings
+
+
+@main.command(epilog=HELP_EPILOG)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    envvar="FRAMEFLEET_CONCURRENCY",
+    show_envvar=True,
+    help="Worker processes (default: number of cores).",
+)
+@click.option(
+    "--models",
+    "models",
+    envvar="FRAMEFLEET_WORKER_MODELS",
+    show_envvar=True,
+    help="Comma-separated models to serve (default: the registry's default).",
+)
+@click.option("-n", "--hostname", help="Node name, e.g. gpu1@%h (default: framefleet@%h).")
+@click.option(
+    "--pool",
+    type=click.Choice(["prefork", "solo", "threads"]),
+    default="prefork",
+    show_default=True,
+    help="Celery pool.",
+)
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.pass_obj
+@_exits
+def worker(
+    settings: Settings,
+    concurrency: int | None,
+    models: str | None,
+    hostname: str | None,
+    pool: str,
+    loglevel: str,
+) -> None:
+    """Run a worker: loads its models once per process and consumes their queues."""
+    from framefleet.core.modelstore import ModelStore
+    from framefleet.queue import queue_name
+    from workers.worker import build_app, worker_models
+
+    names = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None
+    settings = settings.with_(concurrency=concurrency, worker_models=names)
+    served = worker_models(settings)
+    registry, store = settings.registry(), ModelStore(settings.model_dir)
+    for name in served:  # fetch and verify in the parent: children then only load
+        spec = registry.get(name)
+        store.files(spec)
+        store.labels(spec)
+    app = build_app(settings)
+    argv = [
+        "worker",
+        f"--concurrency={settings.concurrency}",
+        f"--loglevel={loglevel}",
+        f"--pool={pool}",
+        f"--hostname={hostname or 'framefleet@%h'}",
+        f"--queues={','.join(queue_name(m) for m in served)}",
+        "--without-mingle",
+    ]
+    app.worker_main(argv=argv)
+
+
+@main.command(epilog=HELP_EPILOG)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=5555,
+    show_default=True,
+    envvar="FRAMEFLEET_FLOWER_PORT",
+    show_envvar=True,
+)
+@click.option("--address", default="127.0.0.1", show_default=True)
+@click.option(
+    "--basic-auth",
+    envvar="FRAMEFLEET_FLOWER_BASIC_AUTH",
+    show_envvar=True,
+    help="user:password[,user2:password2]; set it before listening beyond loopback.",
+)
+@click.pass_obj
+@_exits
+def flower(settings: Settings, port: int, address: str, basic_auth: str | None) -> None:
+    """Flower (Celery's web monitor) on the same broker."""
+    env = {**os.environ, **settings.to_env()}
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "framefleet.monitor",
+        "flower",
+        f"--port={port}",
+        f"--address={address}",
+    ]
+    if basic_auth:
+        cmd.append(f"--basic-auth={basic_auth}")
+    # exec, not a child: signals sent to `framefleet flower` must reach Flower itself.
+    os.execve(sys.executable, cmd, env)

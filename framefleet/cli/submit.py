@@ -1,0 +1,81 @@
+"""`framefleet submit`: list a folder or prefix and enqueue it as a job."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from framefleet.cli.base import EXIT_ITEMS_FAILED, EXIT_OK, HELP_EPILOG, _exits, main
+from framefleet.core.settings import Settings
+
+
+@main.command(epilog=HELP_EPILOG)
+@click.argument("input_uri")
+@click.option(
+    "--out",
+    "output_uri",
+    required=True,
+    envvar="FRAMEFLEET_OUT",
+    show_envvar=True,
+    help="Output folder or s3:// prefix; outputs mirror the input's relative paths.",
+)
+@click.option(
+    "--model",
+    envvar="FRAMEFLEET_MODEL",
+    show_envvar=True,
+    help="Registry model name (default: the registry's default, yolox-nano).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 1000),
+    envvar="FRAMEFLEET_BATCH_SIZE",
+    show_envvar=True,
+    help="Images per task.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be submitted; enqueue nothing.")
+@click.option("--wait", is_flag=True, help="Show live progress and wait for the job to finish.")
+@click.pass_obj
+@_exits
+def submit(
+    settings: Settings,
+    input_uri: str,
+    output_uri: str,
+    model: str | None,
+    batch_size: int | None,
+    dry_run: bool,
+    wait: bool,
+) -> None:
+    """Submit every image and video under INPUT_URI (folder, file:// or s3:// prefix)."""
+    from framefleet.core.jobstate import JobStore
+    from framefleet.queue import create_app
+    from producer.progress import summary_table, watch
+    from producer.submit import submit as do_submit
+
+    settings = settings.with_(batch_size=batch_size)
+    model = model or settings.registry().default
+
+    def show(key: str, kind: str) -> None:
+        if dry_run:
+            click.echo(f"{kind:5}  {key}")
+
+    result = do_submit(
+        settings,
+        create_app(settings),
+        input_uri,
+        output_uri,
+        model,
+        dry_run=dry_run,
+        on_created=lambda job_id: click.echo(job_id),
+        on_item=show,
+    )
+    click.echo(
+        f"{'would submit' if dry_run else 'submitted'} {result.items} items"
+        f" in {result.messages} tasks, skipped {result.skipped} non-media keys",
+        err=True,
+    )
+    if wait and result.job_id:
+        jobs = JobStore.from_url(settings.redis_url)
+        record = watch(jobs, result.job_id)
+        click.echo(summary_table(record, list(jobs.failures(result.job_id))))
+        sys.exit(EXIT_ITEMS_FAILED if record.failed else EXIT_OK)
