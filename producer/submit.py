@@ -8,20 +8,18 @@ No OpenCV here: the producer only lists, counts and sends.
 from __future__ import annotations
 
 import logging
-import posixpath
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 
 from celery import Celery
 
-from framefleet.core import defaults
 from framefleet.core.errors import ConfigError, ObjectNotFound, PipelineError
+from framefleet.core.inputs import classify, input_keys
 from framefleet.core.jobstate import JobStore
 from framefleet.core.messages import ImageBatch, Message, VideoSegment
-from framefleet.core.outputs import is_report_key
 from framefleet.core.settings import Settings
-from framefleet.core.storage import Storage, StorageObject, open_storage
+from framefleet.core.storage import Storage, open_storage
 from framefleet.core.summary import write_report
 from framefleet.queue import send_job
 
@@ -34,26 +32,6 @@ class Plan:
 
     key: str
     kind: str  # "image" | "video" | "skip"
-
-
-def classify(key: str) -> str:
-    """``image``, ``video`` or ``skip`` (not a media file), by the key's suffix."""
-    ext = posixpath.splitext(key)[1].lower()
-    if ext in defaults.IMAGE_SUFFIXES:
-        return "image"
-    if ext in defaults.VIDEO_SUFFIXES:
-        return "video"
-    return "skip"
-
-
-def input_keys(src: Storage, dst: Storage) -> Iterator[StorageObject]:
-    """Keys under ``src``, minus anything under ``dst`` when the output lies inside the input
-    (so a rerun never treats last run's outputs as inputs)."""
-    inner = dst.uri[len(src.uri) :] if dst.uri.startswith(src.uri) else None
-    for obj in src.list():
-        if is_report_key(obj.key) or (inner is not None and obj.key.startswith(inner)):
-            continue
-        yield obj
 
 
 def messages(

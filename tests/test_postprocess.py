@@ -61,8 +61,8 @@ def adapter(cls: type[Adapter], model: str, labels: list[str] | None = None) -> 
         pytest.param((576, 768), (416, 416), 416 / 768, (312, 416), id="landscape"),
         # portrait: height limits, content fills the left columns
         pytest.param((929, 512), (416, 416), 416 / 929, (416, 229), id="portrait"),
-        # 773 * (416 / 773) is 415.99999 in floats: the content must still be 416 wide
-        pytest.param((512, 773), (416, 416), 416 / 773, (275, 416), id="float-edge"),
+        # 773 * (416 / 773) is 415.99999 in floats: truncated to 415, as the YOLOX reference does
+        pytest.param((512, 773), (416, 416), 416 / 773, (275, 415), id="float-edge"),
         # smaller than the input: scaled up
         pytest.param((100, 200), (416, 416), 416 / 200, (208, 416), id="upscale"),
         # exact fit: no padding at all

@@ -7,9 +7,10 @@ import uuid
 
 import pytest
 
+from framefleet.core.inputs import classify, input_keys
 from framefleet.core.messages import ImageBatch, VideoSegment
 from framefleet.core.storage import MemoryStorage
-from producer.submit import classify, input_keys, messages
+from producer.submit import messages
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ what arrived, and what to change.
     ├── InputError                  one item that cannot be processed (recorded, never retried)
     │   └── ImageDecodeError        bytes that are not a decodable image
     ├── JobDecodeError              a queue message that is not a valid one
+    ├── DocumentError               a result document that is not one this version reads
     ├── BrokerError                 Redis (broker or job state) unreachable
     └── RetryableError              a transient failure worth another attempt
 """
@@ -76,6 +77,10 @@ class InputError(PipelineError):
 
 class ImageDecodeError(InputError):
     """The bytes are not an image OpenCV can decode."""
+
+
+class DocumentError(PipelineError):
+    """A result document that is malformed, of another kind, or of another schema version."""
 
 
 class JobDecodeError(PipelineError):

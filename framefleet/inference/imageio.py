@@ -8,6 +8,7 @@ names.
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -85,6 +86,20 @@ def decode_image(data: bytes, uri: str, *, max_pixels: int = defaults.MAX_PIXELS
     if w * h > max_pixels:
         raise ImageDecodeError(_too_big(where, kind or "image", (w, h), max_pixels))
     return np.asarray(image, np.uint8)
+
+
+def read_image(path: str | Path, *, max_pixels: int = defaults.MAX_PIXELS) -> Image:
+    """Read and decode the image file at ``path`` (same rules as `decode_image`).
+
+    Raises:
+        ImageDecodeError: the file is missing, unreadable or not a decodable image.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+    return decode_image(data, str(path), max_pixels=max_pixels)
 
 
 def encode_image(image: Image, ext: str = ".jpg", quality: int = defaults.JPEG_QUALITY) -> bytes:

@@ -1,27 +1,111 @@
-"""Loaded models: an adapter ready to run plus what result documents say about it, and the
-per-process cache that loads each registry model at most once."""
+"""Loaded models: an adapter ready to run plus what result documents say about it, the way to
+load one by registry name (`load_model`), and the per-process cache that loads each at most once.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
+
+from framefleet.core import defaults
+from framefleet.core.documents import ModelInfo
 from framefleet.core.modelstore import ModelStore
-from framefleet.core.registry import ModelSpec, Registry
+from framefleet.core.registry import ModelSpec, Registry, load_registry
+from framefleet.core.results import Detections
+from framefleet.inference.annotate import annotate
+from framefleet.inference.imageio import read_image
 from framefleet.inference.models import load_adapter
-from framefleet.inference.models.base import Adapter
+from framefleet.inference.models.base import Adapter, Image
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A ready adapter plus what results must say about it."""
+    """A registry model ready to run: call it on an image (or a path) to get `Detections`.
+
+    Attributes:
+        spec: the registry entry. adapter: its three stages around the engine.
+        sha256: digest of the model file, as result documents record it.
+
+    Example:
+        >>> model = load_model("yolox-nano")
+        >>> detections = model("dog.jpg")
+        >>> cv2.imwrite("dog-annotated.jpg", model.annotate(read_image("dog.jpg"), detections))
+    """
 
     spec: ModelSpec
     adapter: Adapter
     sha256: str
+
+    @property
+    def info(self) -> ModelInfo:
+        """What a result document says about this model."""
+        return ModelInfo(
+            name=self.spec.name,
+            task=self.spec.task,
+            sha256=self.sha256,
+            engine=self.adapter.engine.name,
+        )
+
+    def __call__(self, image: Image | str | Path) -> Detections:
+        """Run preprocess, forward and postprocess on ``image``.
+
+        Args:
+            image: an H×W×3 uint8 BGR array (OpenCV's layout), or the path of an image file.
+
+        Returns:
+            Detections in the image's pixels.
+
+        Raises:
+            ImageDecodeError: the path is not a readable image.
+        """
+        if not isinstance(image, np.ndarray):
+            image = read_image(image)
+        return self.adapter(image)
+
+    def label(self, class_id: int) -> str:
+        """The class name of ``class_id``."""
+        return self.adapter.label(class_id)
+
+    def annotate(self, image: Image, detections: Detections) -> Image:
+        """A copy of ``image`` with ``detections`` drawn on it (boxes, labels, landmarks, masks)."""
+        return annotate(image, detections, self.adapter.labels)
+
+
+def load_model(
+    name: str | None = None,
+    *,
+    model_dir: str | Path = defaults.MODEL_DIR,
+    models_file: str | Path | None = None,
+    download: bool = True,
+) -> LoadedModel:
+    """Load a registry model: its files verified by sha256 (downloaded when missing and allowed).
+
+    Args:
+        name: registry name (``framefleet models`` lists them); None for the registry's default.
+        model_dir: where model files are found, or downloaded to.
+        models_file: your own registry (TOML), merged over the built-in one.
+        download: fetch missing files from their URL; False to use only files on disk.
+
+    Returns:
+        The model, ready to call on images.
+
+    Raises:
+        UnknownModelError: no such model. ModelError: its files are missing, wrong or unloadable.
+
+    Example:
+        >>> model = load_model("yunet", model_dir="../shared/models")
+        >>> len(model("faces.jpg"))
+        4
+    """
+    registry = load_registry(None if models_file is None else Path(models_file))
+    store = ModelStore(Path(model_dir).expanduser(), download=download)
+    return ModelCache(registry, store).get(name or registry.default)
 
 
 @dataclass

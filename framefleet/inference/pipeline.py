@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from framefleet.core.documents import ImageDocument
 from framefleet.core.errors import (
     InputError,
     ModelError,
@@ -28,11 +29,11 @@ from framefleet.core.errors import (
 )
 from framefleet.core.messages import ImageBatch
 from framefleet.core.outputs import annotated_key, result_key
-from framefleet.core.results import SCHEMA_VERSION, Detections
+from framefleet.core.results import Detections
 from framefleet.core.storage import Storage
-from framefleet.inference.annotate import annotate
 from framefleet.inference.imageio import decode_image, encode_image
 from framefleet.inference.loaded import LoadedModel
+from framefleet.inference.models.base import Image
 
 log = logging.getLogger(__name__)
 
@@ -99,52 +100,54 @@ def class_counts(detections: Detections, label: Callable[[int], str]) -> dict[st
     return {label(int(i)): int(n) for i, n in zip(ids, counts, strict=True)}
 
 
-def model_info(model: LoadedModel) -> dict[str, str]:
-    """What a result document says about the model that made it."""
-    return {
-        "name": model.spec.name,
-        "task": model.spec.task,
-        "sha256": model.sha256,
-        "engine": model.adapter.engine.name,
-    }
+def analyse_image(
+    image: Image, model: LoadedModel, source: str, watch: Stopwatch | None = None
+) -> ImageDocument:
+    """Run ``model`` on a decoded image and return its result document (timings so far in it).
+
+    The fleet, ``framefleet run`` and the Python API all make their documents here, so the three
+    agree but for timings, worker and creation time.
+    """
+    watch = watch or Stopwatch()
+    adapter = model.adapter
+    with watch.stage("preprocess"):
+        blob, meta = adapter.preprocess(image)
+    with watch.stage("infer"):
+        raw = adapter.infer(blob)
+    with watch.stage("postprocess"):
+        detections = adapter.postprocess(raw, meta)
+    return ImageDocument(
+        source=source,
+        model=model.info,
+        width=int(image.shape[1]),
+        height=int(image.shape[0]),
+        results=detections,
+        timings_ms=watch.ms,
+        worker=worker_id(),
+        created_at=time.time(),
+    )
 
 
 def process_image(item: str, src: Storage, dst: Storage, model: LoadedModel) -> ItemResult:
     """Run ``model`` on image ``item`` of ``src`` and write its two outputs to ``dst``."""
     watch = Stopwatch()
-    adapter = model.adapter
     try:
         with watch.stage("read"):
             data = src.read_bytes(item)
         with watch.stage("decode"):
             image = decode_image(data, src.uri_for(item))
-        with watch.stage("preprocess"):
-            blob, meta = adapter.preprocess(image)
-        with watch.stage("infer"):
-            raw = adapter.infer(blob)
-        with watch.stage("postprocess"):
-            detections = adapter.postprocess(raw, meta)
+        document = analyse_image(image, model, src.uri_for(item), watch)
+        detections = document.results
         with watch.stage("annotate"):
             ext = os.path.splitext(annotated_key(item))[1]
-            annotated = encode_image(annotate(image, detections), ext)
-        document = {
-            "schema": SCHEMA_VERSION,
-            "kind": "image",
-            "source": src.uri_for(item),
-            "model": model_info(model),
-            "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
-            "results": detections.to_json(),
-            "timings_ms": watch.ms,
-            "worker": worker_id(),
-            "created_at": time.time(),
-        }
+            annotated = encode_image(model.annotate(image, detections), ext)
         with watch.stage("write"):
             dst.write_bytes(annotated_key(item), annotated)
-            dst.write_bytes(result_key(item), json.dumps(document).encode())
+            dst.write_bytes(result_key(item), json.dumps(document.to_json()).encode())
     except Exception as exc:  # one bad item must never take the batch or the worker down
         return failure(item, exc, watch.ms)
     return ItemResult(
-        item=item, ok=True, classes=class_counts(detections, adapter.label), timings_ms=watch.ms
+        item=item, ok=True, classes=class_counts(detections, model.label), timings_ms=watch.ms
     )
 
 

@@ -16,12 +16,11 @@ from typing import cast
 
 import cv2
 
+from framefleet.core.documents import FrameResult, VideoDocument
 from framefleet.core.errors import InputError
 from framefleet.core.messages import VideoSegment
 from framefleet.core.outputs import annotated_key, result_key
-from framefleet.core.results import SCHEMA_VERSION
 from framefleet.core.storage import Storage
-from framefleet.inference.annotate import annotate
 from framefleet.inference.loaded import LoadedModel
 from framefleet.inference.models.base import Image
 from framefleet.inference.pipeline import (
@@ -29,7 +28,6 @@ from framefleet.inference.pipeline import (
     Stopwatch,
     class_counts,
     failure,
-    model_info,
     worker_id,
 )
 
@@ -51,21 +49,24 @@ def process_segment(
                 local_in.write_bytes(src.read_bytes(job.item))
             with watch.stage("infer"):
                 frames, info, classes = _run_frames(job, str(local_in), str(local_out), model, src)
-            document = {
-                "schema": SCHEMA_VERSION,
-                "kind": "video",
-                "source": src.uri_for(job.item),
-                "model": model_info(model),
-                "video": info,
-                "segment": {"start_frame": job.start_frame, "end_frame": job.end_frame},
-                "frames": frames,
-                "timings_ms": watch.ms,
-                "worker": worker_id(),
-                "created_at": time.time(),
-            }
+            w, h, fps, total = info
+            document = VideoDocument(
+                source=src.uri_for(job.item),
+                model=model.info,
+                width=w,
+                height=h,
+                fps=fps,
+                frames=total,
+                frame_results=frames,
+                start_frame=job.start_frame,
+                end_frame=job.end_frame,
+                timings_ms=watch.ms,
+                worker=worker_id(),
+                created_at=time.time(),
+            )
             with watch.stage("write"):
                 dst.write_bytes(annotated_key(job.item, video=True), local_out.read_bytes())
-                dst.write_bytes(result_key(job.item), json.dumps(document).encode())
+                dst.write_bytes(result_key(job.item), json.dumps(document.to_json()).encode())
     except Exception as exc:  # a bad video is one failed item, never a dead worker
         return failure(job.item, exc, watch.ms)
     return ItemResult(
@@ -75,7 +76,7 @@ def process_segment(
 
 def _run_frames(
     job: VideoSegment, path: str, out_path: str, model: LoadedModel, src: Storage
-) -> tuple[list[dict[str, object]], dict[str, object], Counter[str]]:
+) -> tuple[list[FrameResult], tuple[int, int, float, int], Counter[str]]:
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise VideoOpenError(
@@ -88,7 +89,7 @@ def _run_frames(
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         if job.start_frame:
             cap.set(cv2.CAP_PROP_POS_FRAMES, job.start_frame)
-        frames: list[dict[str, object]] = []
+        frames: list[FrameResult] = []
         classes: Counter[str] = Counter()
         index = job.start_frame
         w = h = 0
@@ -99,11 +100,11 @@ def _run_frames(
             frame = cast(Image, raw)
             detections = model.adapter(frame)
             classes.update(class_counts(detections, model.adapter.label))
-            frames.append({"frame": index, "results": detections.to_json()})
+            frames.append(FrameResult(index, detections))
             if writer is None:
                 h, w = frame.shape[:2]
                 writer = cv2.VideoWriter(out_path, cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
-            writer.write(annotate(frame, detections))
+            writer.write(model.annotate(frame, detections))
             index += 1
         if not frames:
             raise VideoOpenError(
@@ -111,13 +112,7 @@ def _run_frames(
                 f"{job.end_frame if job.end_frame is not None else 'end'}); the file may be "
                 "truncated or use a codec OpenCV's FFmpeg lacks"
             )
-        info: dict[str, object] = {
-            "width": int(w),
-            "height": int(h),
-            "fps": float(fps),
-            "frames": total,
-        }
-        return frames, info, classes
+        return frames, (int(w), int(h), float(fps), total), classes
     finally:
         cap.release()
         if writer is not None:

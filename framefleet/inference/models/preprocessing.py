@@ -57,10 +57,11 @@ def letterbox(image: Image, input_wh: tuple[int, int], pad_value: float) -> tupl
     in_w, in_h = input_wh
     h, w = image.shape[:2]
     ratio = min(in_w / w, in_h / h)
-    # int() truncates like the YOLOX reference; the epsilon keeps 773 * (416 / 773), which is
-    # 415.99999..., at 416, and max(1, ...) keeps a 1-pixel sliver non-empty.
-    new_w = max(1, min(in_w, int(w * ratio + 1e-6)))
-    new_h = max(1, min(in_h, int(h * ratio + 1e-6)))
+    # int() truncates exactly as the YOLOX reference (``int(img.shape[1] * r)``) does, so
+    # 773 * (416 / 773) = 415.99999... gives 415 there and here; max(1, ...) keeps a 1-pixel
+    # sliver non-empty.
+    new_w = max(1, int(w * ratio))
+    new_h = max(1, int(h * ratio))
     padded = np.full((in_h, in_w, image.shape[2]), pad_value, dtype=np.uint8)
     padded[:new_h, :new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     return padded, ratio

@@ -1,0 +1,78 @@
+"""`framefleet run`: a model over a file or a small folder in this process, no Redis needed."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from framefleet.cli.base import EXIT_ITEMS_FAILED, EXIT_OK, HELP_EPILOG, _exits, main
+from framefleet.core.settings import Settings
+
+RUN_EPILOG = """\b
+Examples:
+  framefleet run ../shared/media/images --out ./results               # the default model
+  framefleet run photo.jpg --out ./results --model yunet
+  framefleet run ./photos --out ./results --processes 2
+\b
+For a bucket or anything that takes more than a few minutes, use the fleet instead
+(framefleet worker + framefleet submit): it spreads items over machines, survives crashes and
+restarts, and shows progress in status and Flower.
+"""
+
+
+@main.command(epilog=RUN_EPILOG + "\n" + HELP_EPILOG)
+@click.argument("input_uri")
+@click.option(
+    "--out", "output_uri", required=True, help="Output folder or s3:// prefix, as for submit."
+)
+@click.option(
+    "--model",
+    envvar="FRAMEFLEET_MODEL",
+    show_envvar=True,
+    help="Registry model name (default: the registry's default).",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Local processes sharing the items.",
+)
+@click.option("--quiet", is_flag=True, help="Print only the summary line.")
+@click.pass_obj
+@_exits
+def run(
+    settings: Settings,
+    input_uri: str,
+    output_uri: str,
+    model: str | None,
+    processes: int,
+    quiet: bool,
+) -> None:
+    """Run a model over INPUT_URI (a file, folder or s3:// prefix) here, with no fleet.
+
+    Writes the same annotated outputs and result documents a fleet job writes. Use it to try a
+    model or debug one image; use `submit` for whole buckets.
+    """
+    from framefleet.inference.pipeline import ItemResult
+    from framefleet.inference.runner import ModelRef, run_local
+
+    def show(result: ItemResult) -> None:
+        if result.ok and not quiet:
+            found = ", ".join(f"{n} {name}" for name, n in sorted(result.classes.items()))
+            click.echo(f"ok      {result.item}  {found or 'nothing found'}")
+        elif not result.ok:
+            click.echo(f"FAILED  {result.item}: {result.error}: {result.message}", err=True)
+
+    ref = ModelRef(name=model, model_dir=settings.model_dir, models_file=settings.models_file)
+    start = time.perf_counter()
+    summary = run_local(input_uri, output_uri, ref, processes=processes, on_result=show)
+    elapsed = time.perf_counter() - start
+    click.echo(
+        f"{summary.done} done, {summary.failed} failed, {summary.frames} images/frames in "
+        f"{elapsed:.1f} s; outputs under {output_uri}",
+        err=True,
+    )
+    sys.exit(EXIT_ITEMS_FAILED if summary.failed else EXIT_OK)
