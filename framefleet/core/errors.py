@@ -17,7 +17,8 @@ what arrived, and what to change.
     │   ├── ChecksumMismatch        a model or labels file whose sha256 differs from the registry
     │   └── ModelLoadError          cv2.dnn refused the file, or a required file is missing
     ├── InputError                  one item that cannot be processed (recorded, never retried)
-    │   └── ImageDecodeError        bytes that are not a decodable image
+    │   ├── ImageDecodeError        bytes that are not a decodable image
+    │   └── VideoOpenError          a video OpenCV cannot open or decode
     ├── JobDecodeError              a queue message that is not a valid one
     ├── DocumentError               a result document that is not one this version reads
     ├── BrokerError                 Redis (broker or job state) unreachable
@@ -77,6 +78,10 @@ class InputError(PipelineError):
 
 class ImageDecodeError(InputError):
     """The bytes are not an image OpenCV can decode."""
+
+
+class VideoOpenError(InputError):
+    """OpenCV cannot open or decode the video, or it has no frame in the segment."""
 
 
 class DocumentError(PipelineError):

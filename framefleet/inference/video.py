@@ -17,7 +17,7 @@ from typing import cast
 import cv2
 
 from framefleet.core.documents import FrameResult, VideoDocument
-from framefleet.core.errors import InputError
+from framefleet.core.errors import VideoOpenError
 from framefleet.core.messages import VideoSegment
 from framefleet.core.outputs import annotated_key, result_key
 from framefleet.core.storage import Storage
@@ -30,10 +30,6 @@ from framefleet.inference.pipeline import (
     failure,
     worker_id,
 )
-
-
-class VideoOpenError(InputError):
-    """OpenCV cannot open or decode the video."""
 
 
 def process_segment(
