@@ -1,13 +1,32 @@
-"""Human-readable job status: one-line progress bar, full status block, summary table."""
+"""What a person sees of a job: the live display, plain progress lines, the status block.
+
+The live display is one render function over a `JobRecord` snapshot (`render`), drawn by rich's
+`Live` in place: no scrolling redraws, and it fits an 80-column terminal. When the output is not a
+terminal (a log file, CI), `watch` prints one short `plain_line` when something changed instead.
+`watch` is only the loop: how it waits between snapshots is its ``wait`` argument, so a caller
+can block on a Redis notification instead of sleeping.
+"""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
 
-from framefleet.core.jobstate import JobRecord, JobStore
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from framefleet.core.jobstate import JobRecord, JobStore, VideoProgress
+
+MAX_VIDEO_ROWS = 5
+"""Videos shown one per row in the live display; the rest are counted in one line."""
+
+PLAIN_EVERY_S = 30.0
+"""Seconds between plain lines when nothing changed (a heartbeat for logs)."""
+
+_STATUS_STYLE = {"done": "green", "failed": "red", "cancelled": "yellow"}
 
 
 def _duration(seconds: float | None) -> str:
@@ -19,17 +38,175 @@ def _duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def progress_line(record: JobRecord, width: int = 30) -> str:
-    """``[#####.....] 120/300 done 2 failed  6.1 items/s  ETA 0:29  running``."""
-    total = record.total if record.listed else max(record.total, 1)
-    share = record.processed / total if total else 1.0
-    filled = round(width * min(share, 1.0))
-    listing = "" if record.listed else "+ (listing)"
-    return (
-        f"[{'#' * filled}{'.' * (width - filled)}] {record.processed}/{record.total}{listing} "
-        f"done {record.done} failed {record.failed}  {record.rate():.1f} items/s  "
-        f"ETA {_duration(record.eta_s())}  {record.status.value}"
+def eta_s(record: JobRecord, now: float | None = None) -> float | None:
+    """Seconds left, or None while unknown.
+
+    Items are the unit until videos report their frame totals; then the unit is the frame (an
+    image is one), so a job waiting on one long video does not claim to end in seconds because
+    all its photos are done.
+    """
+    if record.finished:
+        return 0.0
+    open_videos = [v for v in record.videos if not v.finished]
+    if not open_videos or any(v.frames_total is None for v in open_videos):
+        return record.eta_s(now)
+    rate = record.frame_rate(now)
+    if not record.listed or rate <= 0:
+        return None
+    frames_left = sum(max(0, (v.frames_total or 0) - v.frames_done) for v in open_videos)
+    images_left = max(0, record.total - record.processed - len(open_videos))
+    return (frames_left + images_left) / rate
+
+
+def _total(record: JobRecord) -> str:
+    return f"{record.total:,}" if record.listed else f"{record.total:,}+"
+
+
+def _share(done: int, total: int) -> float:
+    return min(1.0, done / total) if total else 0.0
+
+
+def plain_line(record: JobRecord, now: float | None = None) -> str:
+    """One short line for logs (80 characters up to a million items), e.g.
+    ``40% 120/300 | 2 failed | 6.1 items/s 6 images/s | ETA 0:29``."""
+    pct = f"{_share(record.processed, record.total):.0%}" if record.listed else "listing"
+    line = (
+        f"{pct} {record.processed:,}/{_total(record)} | {record.failed:,} failed | "
+        f"{record.rate(now):.1f} items/s {record.frame_rate(now):.0f} images/s | "
+        f"ETA {_duration(eta_s(record, now))}"
     )
+    if record.videos:
+        seg_done = sum(v.segments_done for v in record.videos)
+        seg_total = sum(v.segments_total for v in record.videos)
+        line += f" | seg {seg_done}/{seg_total}"
+    if record.status.value not in ("running", "listing"):
+        line += f" | {record.status.value}"
+    return line
+
+
+def _video_rows(videos: tuple[VideoProgress, ...]) -> list[RenderableType]:
+    if not videos:
+        return []
+    # Running videos first, most advanced first: the rows a person is waiting on.
+    ordered = sorted(videos, key=lambda v: (v.finished, -_share(v.segments_done, v.segments_total)))
+    grid = Table.grid(padding=(0, 1), expand=True)
+    grid.add_column(ratio=2, no_wrap=True, overflow="ellipsis")  # the tail names the file
+    grid.add_column(ratio=1, min_width=8)
+    grid.add_column(justify="right", no_wrap=True)
+    for video in ordered[:MAX_VIDEO_ROWS]:
+        frames = f"{video.frames_done:,}"
+        if video.frames_total is not None:
+            frames += f"/{video.frames_total:,}"
+        name = video.item if len(video.item) <= 34 else "…" + video.item[-33:]
+        grid.add_row(
+            Text(name, style="dim" if video.finished else ""),
+            ProgressBar(total=max(video.segments_total, 1), completed=video.segments_done),
+            f"{video.segments_done}/{video.segments_total} seg  {frames} fr",
+        )
+    rows: list[RenderableType] = [grid]
+    if len(ordered) > MAX_VIDEO_ROWS:
+        finished = sum(v.finished for v in ordered)
+        rows.append(
+            Text(
+                f"+{len(ordered) - MAX_VIDEO_ROWS} more videos ({finished} of {len(ordered)} "
+                "finished)",
+                style="dim",
+            )
+        )
+    return rows
+
+
+def render(record: JobRecord, now: float | None = None) -> RenderableType:
+    """The live display of one snapshot: header, overall bar, counts and speed, video rows.
+
+    Example:
+        >>> from rich.console import Console
+        >>> Console(width=80).print(render(store.get(job_id)))
+    """
+    status = record.status.value
+    header = Text.assemble(
+        ("job ", "dim"),
+        (record.job_id, "bold"),
+        ("  model ", "dim"),
+        record.model,
+        "  ",
+        (status, _STATUS_STYLE.get(status, "cyan")),
+    )
+    bar = Table.grid(padding=(0, 1), expand=True)
+    bar.add_column(ratio=1)
+    bar.add_column(justify="right", no_wrap=True)
+    bar.add_row(
+        ProgressBar(
+            total=max(record.total, 1),
+            completed=record.processed,
+            pulse=not record.listed and record.total == 0,
+        ),
+        f"{_share(record.processed, record.total):4.0%}  {record.processed:,}/{_total(record)}",
+    )
+    counts = Text.assemble(
+        (f"{record.done:,} done", "green"),
+        "  ",
+        (f"{record.failed:,} failed", "red" if record.failed else "dim"),
+        f"  {max(0, record.total - record.processed):,} pending",
+        ("" if record.listed else " (listing)", "dim"),
+        ("  ETA ", "dim"),
+        _duration(eta_s(record, now)),
+    )
+    speed = Text.assemble(
+        f"{record.rate(now):.1f} items/s  {record.frame_rate(now):.1f} images/s",
+        ("  elapsed ", "dim"),
+        _duration(record.elapsed_s(now)),
+    )
+    parts: list[RenderableType] = [header, bar, counts, speed, *_video_rows(record.videos)]
+    if record.error:
+        parts.append(Text(f"error: {record.error}", style="red"))
+    return Group(*parts)
+
+
+def watch(
+    jobs: JobStore,
+    job_id: str,
+    console: Console | None = None,
+    interval_s: float = 0.5,
+    timeout_s: float | None = None,
+    wait: Callable[[float], None] = time.sleep,
+) -> JobRecord:
+    """Show the job's progress until it finishes (or ``timeout_s`` passes); return the last
+    snapshot.
+
+    On a terminal the display is redrawn in place; otherwise a `plain_line` is printed when the
+    counts change, and at least every `PLAIN_EVERY_S` seconds.
+
+    Args:
+        console: where to draw (default: stderr).
+        interval_s: seconds between snapshots, passed to ``wait``.
+        wait: blocks between snapshots; ``time.sleep`` unless the caller has a better signal.
+    """
+    console = console or Console(stderr=True)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+    def over(record: JobRecord) -> bool:
+        return record.finished or (deadline is not None and time.monotonic() > deadline)
+
+    record = jobs.get(job_id)
+    if console.is_terminal:
+        with Live(render(record), console=console, auto_refresh=False) as live:
+            while not over(record):
+                wait(interval_s)
+                record = jobs.get(job_id)
+                live.update(render(record), refresh=True)
+        return record
+    last_counts: tuple[int, ...] | None = None
+    last_print = 0.0
+    while True:
+        counts = (record.total, record.done, record.failed, len(record.videos))
+        if counts != last_counts or time.monotonic() - last_print > PLAIN_EVERY_S or over(record):
+            console.out(plain_line(record), highlight=False)
+            last_counts, last_print = counts, time.monotonic()
+        if over(record):
+            return record
+        wait(interval_s)
+        record = jobs.get(job_id)
 
 
 def status_block(record: JobRecord) -> str:
@@ -42,10 +219,17 @@ def status_block(record: JobRecord) -> str:
         f"items     {record.total}{'' if record.listed else ' so far (still listing)'}: "
         f"{record.done} done, {record.failed} failed, {record.total - record.processed} pending",
         f"elapsed   {_duration(record.elapsed_s())}   "
-        f"ETA {_duration(record.eta_s()) if not record.finished else '-'}",
+        f"ETA {_duration(eta_s(record)) if not record.finished else '-'}",
         f"speed     {record.rate():.2f} items/s, {record.frame_rate():.1f} images/s "
         f"({record.frames} images and video frames done)",
     ]
+    if record.videos:
+        done = sum(v.finished for v in record.videos)
+        seg_done = sum(v.segments_done for v in record.videos)
+        seg_total = sum(v.segments_total for v in record.videos)
+        lines.append(
+            f"videos    {done}/{len(record.videos)} finished, segments {seg_done}/{seg_total}"
+        )
     if record.error:
         lines.append(f"error     {record.error}")
     return "\n".join(lines)
@@ -66,26 +250,3 @@ def summary_table(record: JobRecord, failures: list[tuple[str, dict[str, object]
         lines.append(f"  ... {len(failures) - 20} more in _framefleet/failures.jsonl")
     return "\n".join(lines)
 
-
-def watch(
-    jobs: JobStore,
-    job_id: str,
-    out: TextIO = sys.stderr,
-    interval_s: float = 0.5,
-    timeout_s: float | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> JobRecord:
-    """Redraw the progress line until the job finishes (or ``timeout_s`` passes); return the
-    last record."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    tty = out.isatty()
-    while True:
-        record = jobs.get(job_id)
-        line = progress_line(record)
-        out.write(("\r" + line + "\033[K") if tty else line + "\n")
-        out.flush()
-        if record.finished or (deadline is not None and time.monotonic() > deadline):
-            if tty:
-                out.write("\n")
-            return record
-        sleep(interval_s if tty else max(interval_s, 5.0))

@@ -42,10 +42,10 @@ def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_rep
 def jobs(settings: Settings, limit: int) -> None:
     """Recent jobs, newest first."""
     from framefleet.core.jobstate import JobStore
-    from producer.progress import progress_line
+    from producer.progress import plain_line
 
     for record in JobStore.from_url(settings.redis_url).recent(limit):
-        click.echo(f"{record.job_id}  {record.model:<12} {progress_line(record, width=20)}")
+        click.echo(f"{record.job_id}  {record.model:<12} {plain_line(record)}")
 
 
 @main.command(epilog=HELP_EPILOG)

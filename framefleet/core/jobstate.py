@@ -39,6 +39,29 @@ class JobStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class VideoProgress:
+    """Where one video of a job stands, for progress displays.
+
+    Attributes:
+        item: the video's input key.
+        segments_done: segments with a final outcome; segments_total: segments planned.
+        frames_done: frames processed so far; frames_total: frames the video holds (None while
+            unknown).
+    """
+
+    item: str
+    segments_done: int
+    segments_total: int
+    frames_done: int = 0
+    frames_total: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once every segment has an outcome."""
+        return self.segments_total > 0 and self.segments_done >= self.segments_total
+
+
+@dataclass(frozen=True)
 class JobRecord:
     """A snapshot of one job."""
 
@@ -58,6 +81,8 @@ class JobRecord:
     params: dict[str, Any] = field(default_factory=dict)
     classes: dict[str, int] = field(default_factory=dict)
     frames: int = 0
+    videos: tuple[VideoProgress, ...] = ()
+    """Per-video segment progress, for jobs whose videos are split into segments (else empty)."""
 
     @property
     def processed(self) -> int:
