@@ -100,3 +100,12 @@ def main(
     for noisy in ("botocore", "boto3", "urllib3"):  # credential and endpoint chatter
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = Settings.from_env(redis_url=redis_url, models_file=models_file, model_dir=model_dir)
+
+
+model_option = click.option(
+    "--model",
+    envvar="FRAMEFLEET_MODEL",
+    show_envvar=True,
+    help="Registry model name (default: the registry's default, yolox-nano).",
+)
+"""The ``--model`` option every command that runs or submits a model takes."""

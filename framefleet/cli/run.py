@@ -7,7 +7,7 @@ import time
 
 import click
 
-from framefleet.cli.base import EXIT_ITEMS_FAILED, EXIT_OK, HELP_EPILOG, _exits, main
+from framefleet.cli.base import EXIT_ITEMS_FAILED, EXIT_OK, HELP_EPILOG, _exits, main, model_option
 from framefleet.core.settings import Settings
 
 RUN_EPILOG = """\b
@@ -27,12 +27,7 @@ restarts, and shows progress in status and Flower.
 @click.option(
     "--out", "output_uri", required=True, help="Output folder or s3:// prefix, as for submit."
 )
-@click.option(
-    "--model",
-    envvar="FRAMEFLEET_MODEL",
-    show_envvar=True,
-    help="Registry model name (default: the registry's default).",
-)
+@model_option
 @click.option(
     "--processes",
     type=click.IntRange(1, 64),

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from framefleet.cli.base import EXIT_ITEMS_FAILED, EXIT_OK, HELP_EPILOG, _exits, main
+from framefleet.cli.base import EXIT_ITEMS_FAILED, EXIT_OK, HELP_EPILOG, _exits, main, model_option
 from framefleet.core.settings import Settings
 
 
@@ -20,12 +20,7 @@ from framefleet.core.settings import Settings
     show_envvar=True,
     help="Output folder or s3:// prefix; outputs mirror the input's relative paths.",
 )
-@click.option(
-    "--model",
-    envvar="FRAMEFLEET_MODEL",
-    show_envvar=True,
-    help="Registry model name (default: the registry's default, yolox-nano).",
-)
+@model_option
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 1000),

@@ -48,6 +48,31 @@ class ModelInfo:
         return cls(name=obj["name"], task=obj["task"], sha256=obj["sha256"], engine=obj["engine"])
 
 
+def _envelope(doc: ImageDocument | VideoDocument, body: dict[str, Any]) -> dict[str, Any]:
+    """The fields every document kind has, around the kind's own ``body``."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "kind": doc.kind,
+        "source": doc.source,
+        "model": doc.model.to_json(),
+        **body,
+        "timings_ms": dict(doc.timings_ms),
+        "worker": doc.worker,
+        "created_at": doc.created_at,
+    }
+
+
+def _common(obj: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments of the fields every document kind has."""
+    return {
+        "source": obj["source"],
+        "model": ModelInfo.from_json(obj["model"]),
+        "timings_ms": {k: float(v) for k, v in obj.get("timings_ms", {}).items()},
+        "worker": str(obj.get("worker", "")),
+        "created_at": float(obj.get("created_at", 0.0)),
+    }
+
+
 @dataclass(frozen=True, eq=False)
 class ImageDocument:
     """The result of one model on one image.
@@ -71,17 +96,13 @@ class ImageDocument:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready dict written to ``<item>.json``."""
-        return {
-            "schema": SCHEMA_VERSION,
-            "kind": self.kind,
-            "source": self.source,
-            "model": self.model.to_json(),
-            "image": {"width": self.width, "height": self.height},
-            "results": self.results.to_json(),
-            "timings_ms": dict(self.timings_ms),
-            "worker": self.worker,
-            "created_at": self.created_at,
-        }
+        return _envelope(
+            self,
+            {
+                "image": {"width": self.width, "height": self.height},
+                "results": self.results.to_json(),
+            },
+        )
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> ImageDocument:
@@ -92,14 +113,10 @@ class ImageDocument:
         """
         with _parsing(obj, cls.kind):
             return cls(
-                source=obj["source"],
-                model=ModelInfo.from_json(obj["model"]),
                 width=int(obj["image"]["width"]),
                 height=int(obj["image"]["height"]),
                 results=Detections.from_json(obj["results"]),
-                timings_ms={k: float(v) for k, v in obj.get("timings_ms", {}).items()},
-                worker=str(obj.get("worker", "")),
-                created_at=float(obj.get("created_at", 0.0)),
+                **_common(obj),
             )
 
 
@@ -147,23 +164,19 @@ class VideoDocument:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready dict written to ``<item>.json``."""
-        return {
-            "schema": SCHEMA_VERSION,
-            "kind": self.kind,
-            "source": self.source,
-            "model": self.model.to_json(),
-            "video": {
-                "width": self.width,
-                "height": self.height,
-                "fps": self.fps,
-                "frames": self.frames,
+        return _envelope(
+            self,
+            {
+                "video": {
+                    "width": self.width,
+                    "height": self.height,
+                    "fps": self.fps,
+                    "frames": self.frames,
+                },
+                "segment": {"start_frame": self.start_frame, "end_frame": self.end_frame},
+                "frames": [f.to_json() for f in self.frame_results],
             },
-            "segment": {"start_frame": self.start_frame, "end_frame": self.end_frame},
-            "frames": [f.to_json() for f in self.frame_results],
-            "timings_ms": dict(self.timings_ms),
-            "worker": self.worker,
-            "created_at": self.created_at,
-        }
+        )
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> VideoDocument:
@@ -176,8 +189,6 @@ class VideoDocument:
             video, segment = obj["video"], obj.get("segment") or {}
             end = segment.get("end_frame")
             return cls(
-                source=obj["source"],
-                model=ModelInfo.from_json(obj["model"]),
                 width=int(video["width"]),
                 height=int(video["height"]),
                 fps=float(video["fps"]),
@@ -185,9 +196,7 @@ class VideoDocument:
                 frame_results=[FrameResult.from_json(f) for f in obj["frames"]],
                 start_frame=int(segment.get("start_frame", 0)),
                 end_frame=None if end is None else int(end),
-                timings_ms={k: float(v) for k, v in obj.get("timings_ms", {}).items()},
-                worker=str(obj.get("worker", "")),
-                created_at=float(obj.get("created_at", 0.0)),
+                **_common(obj),
             )
 
 
