@@ -59,8 +59,10 @@ def create_app(settings: Settings, models: Iterable[str] = ()) -> Celery:
         worker_prefetch_multiplier=1,
         worker_concurrency=settings.concurrency,
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,  # Flower's live view
-        task_send_sent_event=True,
+        # No per-task events by default: nobody reads them unless Flower runs, and Flower turns
+        # them on itself (its enable_events broadcast) while it watches.
+        worker_send_task_events=False,
+        task_send_sent_event=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,

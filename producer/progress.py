@@ -3,8 +3,9 @@
 The live display is one render function over a `JobRecord` snapshot (`render`), drawn by rich's
 `Live` in place: no scrolling redraws, and it fits an 80-column terminal. When the output is not a
 terminal (a log file, CI), `watch` prints one short `plain_line` when something changed instead.
-`watch` is only the loop: how it waits between snapshots is its ``wait`` argument, so a caller
-can block on a Redis notification instead of sleeping.
+`watch` is only the loop: how it waits between snapshots is its ``wait`` argument, by default
+`JobStore.wait_for_change`, which blocks on a Redis notification of the job's completion instead
+of sleeping, so a watch ends within a round trip of the job.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def watch(
     console: Console | None = None,
     interval_s: float = 0.5,
     timeout_s: float | None = None,
-    wait: Callable[[float], None] = time.sleep,
+    wait: Callable[[float], object] | None = None,
 ) -> JobRecord:
     """Show the job's progress until it finishes (or ``timeout_s`` passes); return the last
     snapshot.
@@ -180,9 +181,15 @@ def watch(
     Args:
         console: where to draw (default: stderr).
         interval_s: seconds between snapshots, passed to ``wait``.
-        wait: blocks between snapshots; ``time.sleep`` unless the caller has a better signal.
+        wait: blocks between snapshots for at most its argument; by default
+            ``jobs.wait_for_change``, which returns early the moment the job finishes.
     """
     console = console or Console(stderr=True)
+    if wait is None:
+
+        def wait(timeout_s: float) -> bool:
+            return jobs.wait_for_change(job_id, timeout_s)
+
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
 
     def over(record: JobRecord) -> bool:

@@ -14,6 +14,7 @@ from itertools import chain
 
 from celery import Celery
 
+from framefleet.core import defaults
 from framefleet.core.errors import ConfigError, ObjectNotFound, PipelineError
 from framefleet.core.inputs import classify, input_keys
 from framefleet.core.jobstate import JobStore
@@ -35,15 +36,22 @@ class Plan:
 
 
 def messages(
-    job_id: str, src: Storage, dst: Storage, model: str, batch_size: int, keys: Iterable[str]
+    job_id: str,
+    src: Storage,
+    dst: Storage,
+    model: str,
+    batch_size: int,
+    keys: Iterable[str],
+    engine: str = "",
 ) -> Iterator[tuple[Message, int]]:
-    """(message, item count) for ``keys``: images in batches of ``batch_size``, one per video."""
+    """(message, item count) for ``keys``: images in batches of ``batch_size``, one per video;
+    ``engine`` is the job's own engine choice (empty: the worker's)."""
     batch: list[str] = []
     n = 0
 
     def flush() -> tuple[Message, int]:
         nonlocal n
-        job = ImageBatch(job_id, n, src.uri, dst.uri, model, tuple(batch))
+        job = ImageBatch(job_id, n, src.uri, dst.uri, model, tuple(batch), engine=engine)
         n += 1
         batch.clear()
         return job, len(job.items)
@@ -55,7 +63,7 @@ def messages(
             if len(batch) >= batch_size:
                 yield flush()
         elif kind == "video":
-            yield VideoSegment(job_id, n, src.uri, dst.uri, model, key), 1
+            yield VideoSegment(job_id, n, src.uri, dst.uri, model, key, engine=engine), 1
             n += 1
     if batch:
         yield flush()
@@ -78,6 +86,7 @@ def submit(
     output_uri: str,
     model: str,
     *,
+    engine: str = "",
     dry_run: bool = False,
     on_created: Callable[[str], None] = lambda job_id: None,
     on_item: Callable[[str, str], None] = lambda key, kind: None,
@@ -85,6 +94,7 @@ def submit(
     """List ``input_uri``, enqueue its media for ``model``, and record the job.
 
     Args:
+        engine: the job's engine (``cv2.dnn`` or ``onnxruntime``); empty: each worker's own.
         on_created: called with the job id as soon as the job exists (before listing ends).
         on_item: called with (key, kind) for each listed key; kind "skip" for non-media keys.
 
@@ -94,6 +104,8 @@ def submit(
         BrokerError: Redis is unreachable.
     """
     settings.registry().get(model)
+    if engine and engine not in defaults.ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(defaults.ENGINES)}")
     src, dst = open_storage(input_uri), open_storage(output_uri)
     if src.uri == dst.uri:
         raise ConfigError(
@@ -124,11 +136,15 @@ def submit(
         return Submission(job_id=None, items=count, skipped=skipped, messages=0)
 
     jobs = JobStore.from_url(settings.redis_url)
-    job_id = jobs.create(src.uri, dst.uri, model, params={"batch_size": settings.batch_size})
+    params: dict[str, object] = {"batch_size": settings.batch_size}
+    if engine:
+        params["engine"] = engine
+    job_id = jobs.create(src.uri, dst.uri, model, params=params)
     on_created(job_id)
     items = sent = 0
     try:
-        for message, count in messages(job_id, src, dst, model, settings.batch_size, keys()):
+        plan = messages(job_id, src, dst, model, settings.batch_size, keys(), engine)
+        for message, count in plan:
             jobs.add_items(job_id, count)  # before sending: the total never lags the outcomes
             send_job(app, message)
             items += count

@@ -1,4 +1,5 @@
-"""Every shared model, loaded with the real cv2.dnn, on the real shared images.
+"""Every shared model, loaded with the real cv2.dnn and the real onnxruntime, on the real shared
+images: both engines must find the same hand-checked objects.
 
 The expected boxes below were read off the images by hand (a 10-pixel grid drawn over each
 image, zoomed in); a detection must overlap its hand-checked box with IoU >= `MIN_IOU`. They
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from helpers import MODEL_DIR, best_match, iou, read_image
 
+from framefleet.core.defaults import ENGINES
 from framefleet.core.errors import ConfigError, ModelLoadError
 from framefleet.core.modelstore import ModelStore
 from framefleet.core.registry import load_registry
@@ -45,15 +47,18 @@ FACES = (  # coral_face.jpg, forehead to chin
 )
 
 
-@pytest.fixture(scope="module")
-def model() -> Callable[[str], Adapter]:
-    """Adapters by registry name, each loaded once for the module from the shared models."""
+@pytest.fixture(scope="module", params=ENGINES)
+def model(request) -> Callable[[str], Adapter]:
+    """Adapters by registry name on each engine, each loaded once for the module from the
+    shared models."""
     store = ModelStore(MODEL_DIR, download=False)
     loaded: dict[str, Adapter] = {}
 
     def get(name: str) -> Adapter:
         if name not in loaded:
-            loaded[name] = load_adapter(REGISTRY.get(name), store)
+            loaded[name] = load_adapter(REGISTRY.get(name), store, engine=request.param)
+            expected = request.param if request.param in loaded[name].engines else "cv2."
+            assert loaded[name].engine.name.startswith(expected)
         return loaded[name]
 
     return get

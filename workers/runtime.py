@@ -44,9 +44,10 @@ _runtime: WorkerRuntime | None = None
 
 
 def cv_threads(settings: Settings) -> int:
-    """OpenCV threads per process: ``settings.cv_threads``, or by default cores // concurrency so
-    processes × threads never exceeds the cores. Several worker nodes on one machine should set
-    it (FRAMEFLEET_CV_THREADS), since each node knows only its own concurrency."""
+    """Engine threads per process (OpenCV's, and each onnxruntime session's):
+    ``settings.cv_threads``, or by default cores // concurrency so processes × threads never
+    exceeds the cores. Several worker nodes on one machine should set it
+    (FRAMEFLEET_CV_THREADS), since each node knows only its own concurrency."""
     return settings.cv_threads or max(1, (os.cpu_count() or 1) // settings.concurrency)
 
 
@@ -57,8 +58,15 @@ def init_process(settings: Settings, models: tuple[str, ...]) -> WorkerRuntime:
     that reason, item by item, instead of killing the process.
     """
     global _runtime
-    cv2.setNumThreads(cv_threads(settings))
-    registry = ModelCache(settings.registry(), ModelStore(settings.model_dir))
+    threads = cv_threads(settings)
+    cv2.setNumThreads(threads)
+    registry = ModelCache(
+        settings.registry(),
+        ModelStore(settings.model_dir),
+        engine=settings.engine,
+        threads=threads,
+        batch=settings.forward_batch,
+    )
     for name in models:
         try:
             registry.get(name)

@@ -34,12 +34,13 @@ def register(app: Celery) -> None:
         if job is None or _cancelled(job):
             return
         rt = runtime.current()
+        done = rt.jobs.done_among(job.job_id, job.items)  # one round trip, not one per item
         results = run_image_batch(
             job,
             rt.storage(job.input_uri),
             rt.storage(job.output_uri),
-            model=lambda: rt.models.get(job.model),
-            skip=lambda item: rt.jobs.is_done(job.job_id, item),
+            model=lambda: rt.models.get(job.model, job.engine),
+            skip=done.__contains__,
         )
         _settle(self, job, results)
 
@@ -50,7 +51,7 @@ def register(app: Celery) -> None:
             return
         rt = runtime.current()
         try:
-            model = rt.models.get(job.model)
+            model = rt.models.get(job.model, job.engine)
         except Exception as exc:
             _settle(self, job, [failure(job.item, exc)])
             return

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from framefleet.core import defaults
 from framefleet.core.errors import (
     BrokerError,
     ConfigError,
@@ -109,3 +110,14 @@ model_option = click.option(
     help="Registry model name (default: the registry's default, yolox-nano).",
 )
 """The ``--model`` option every command that runs or submits a model takes."""
+
+
+def engine_option(help: str, envvar: str | None = None) -> Callable[[F], F]:
+    """The ``--engine`` option (``cv2.dnn`` or ``onnxruntime``) with ``help`` for this command."""
+    return click.option(
+        "--engine",
+        type=click.Choice(defaults.ENGINES),
+        envvar=envvar,
+        show_envvar=envvar is not None,
+        help=f"{help} onnxruntime needs pip install 'framefleet[onnxruntime]'.",
+    )

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from framefleet.cli.base import HELP_EPILOG, _exits, main
+from framefleet.cli.base import HELP_EPILOG, _exits, engine_option, main
 from framefleet.core.settings import Settings
 
 
@@ -27,6 +27,18 @@ from framefleet.core.settings import Settings
     show_envvar=True,
     help="Comma-separated models to serve (default: the registry's default).",
 )
+@engine_option(
+    "Engine that runs the networks (default: each model's registry entry, else cv2.dnn). "
+    "A job's --engine wins.",
+    envvar="FRAMEFLEET_ENGINE",
+)
+@click.option(
+    "--forward-batch",
+    type=click.IntRange(1, 64),
+    envvar="FRAMEFLEET_FORWARD_BATCH",
+    show_envvar=True,
+    help="Most images per forward, where the model file takes a batch (default 4).",
+)
 @click.option("-n", "--hostname", help="Node name, e.g. gpu1@%h (default: framefleet@%h).")
 @click.option(
     "--pool",
@@ -42,6 +54,8 @@ def worker(
     settings: Settings,
     concurrency: int | None,
     models: str | None,
+    engine: str | None,
+    forward_batch: int | None,
     hostname: str | None,
     pool: str,
     loglevel: str,
@@ -52,7 +66,9 @@ def worker(
     from workers.worker import build_app, worker_models
 
     names = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None
-    settings = settings.with_(concurrency=concurrency, worker_models=names)
+    settings = settings.with_(
+        concurrency=concurrency, worker_models=names, engine=engine, forward_batch=forward_batch
+    )
     served = worker_models(settings)
     registry, store = settings.registry(), ModelStore(settings.model_dir)
     for name in served:  # fetch and verify in the parent: children then only load

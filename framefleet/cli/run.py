@@ -7,7 +7,15 @@ import time
 
 import click
 
-from framefleet.cli.base import EXIT_ITEMS_FAILED, EXIT_OK, HELP_EPILOG, _exits, main, model_option
+from framefleet.cli.base import (
+    EXIT_ITEMS_FAILED,
+    EXIT_OK,
+    HELP_EPILOG,
+    _exits,
+    engine_option,
+    main,
+    model_option,
+)
 from framefleet.core.settings import Settings
 
 RUN_EPILOG = """\b
@@ -28,6 +36,7 @@ restarts, and shows progress in status and Flower.
     "--out", "output_uri", required=True, help="Output folder or s3:// prefix, as for submit."
 )
 @model_option
+@engine_option("Engine that runs the model (default: its registry entry's, else cv2.dnn).")
 @click.option(
     "--processes",
     type=click.IntRange(1, 64),
@@ -43,6 +52,7 @@ def run(
     input_uri: str,
     output_uri: str,
     model: str | None,
+    engine: str | None,
     processes: int,
     quiet: bool,
 ) -> None:
@@ -61,7 +71,12 @@ def run(
         elif not result.ok:
             click.echo(f"FAILED  {result.item}: {result.error}: {result.message}", err=True)
 
-    ref = ModelRef(name=model, model_dir=settings.model_dir, models_file=settings.models_file)
+    ref = ModelRef(
+        name=model,
+        model_dir=settings.model_dir,
+        models_file=settings.models_file,
+        engine=engine or "",
+    )
     start = time.perf_counter()
     summary = run_local(input_uri, output_uri, ref, processes=processes, on_result=show)
     elapsed = time.perf_counter() - start

@@ -6,7 +6,15 @@ import sys
 
 import click
 
-from framefleet.cli.base import EXIT_ITEMS_FAILED, EXIT_OK, HELP_EPILOG, _exits, main, model_option
+from framefleet.cli.base import (
+    EXIT_ITEMS_FAILED,
+    EXIT_OK,
+    HELP_EPILOG,
+    _exits,
+    engine_option,
+    main,
+    model_option,
+)
 from framefleet.core.settings import Settings
 
 
@@ -28,6 +36,7 @@ from framefleet.core.settings import Settings
     show_envvar=True,
     help="Images per task.",
 )
+@engine_option("This job's engine (default: each worker's --engine, else the registry entry's).")
 @click.option("--dry-run", is_flag=True, help="List what would be submitted; enqueue nothing.")
 @click.option("--wait", is_flag=True, help="Show live progress and wait for the job to finish.")
 @click.pass_obj
@@ -38,6 +47,7 @@ def submit(
     output_uri: str,
     model: str | None,
     batch_size: int | None,
+    engine: str | None,
     dry_run: bool,
     wait: bool,
 ) -> None:
@@ -60,6 +70,7 @@ def submit(
         input_uri,
         output_uri,
         model,
+        engine=engine or "",
         dry_run=dry_run,
         on_created=lambda job_id: click.echo(job_id),
         on_item=show,

@@ -29,6 +29,21 @@ MAX_PIXELS = 100_000_000
 """Largest image decoded, in pixels (width × height); 100 MP is 300 MB as BGR. OpenCV's own limit
 (2^30 pixels) would let a tiny crafted file claim gigabytes; a larger image is a failed item."""
 
+ENGINES = ("cv2.dnn", "onnxruntime")
+"""Engines that run a network forward; ``onnxruntime`` needs ``pip install
+'framefleet[onnxruntime]'``."""
+
+ENGINE = ""
+"""The worker's engine (FRAMEFLEET_ENGINE); empty: each registry entry's ``engine``, else
+``cv2.dnn``. A job's own ``--engine`` wins over both."""
+
+DEFAULT_ENGINE = "cv2.dnn"
+"""The engine of a model whose registry entry, worker and job name none."""
+
+FORWARD_BATCH = 4
+"""Images per forward pass where the model file takes a batch (probed at load; files with a fixed
+batch of one run one at a time) (FRAMEFLEET_FORWARD_BATCH)."""
+
 JPEG_QUALITY = 90
 """Quality of annotated JPEG outputs (0-100)."""
 

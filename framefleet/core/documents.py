@@ -5,7 +5,7 @@ Python API or ``framefleet run`` made it. ``to_json`` gives the JSON-ready dict 
 ``from_json`` (or `read_document` for either kind) parses one back and refuses another schema.
 
     {"schema": 1, "kind": "image" | "video", "source": "s3://bucket/photos/a.jpg",
-     "model": {"name", "task", "sha256", "engine"},
+     "model": {"name", "task", "sha256", "engine", "engine_version"},
      "image": {"width", "height"}, "results": {…Detections…},               # kind image
      "video": {"width", "height", "fps", "frames"},                          # kind video
      "segment": {"start_frame", "end_frame"}, "frames": [{"frame", "results"}, …],
@@ -30,22 +30,36 @@ class ModelInfo:
 
     Attributes:
         name: registry name. task: detection, faces, classification or segmentation.
-        sha256: digest of the model file that ran. engine: what ran it (``cv2.dnn``).
+        sha256: digest of the model file that ran. engine: what ran it (``cv2.dnn``,
+        ``onnxruntime``). engine_version: that library's version (``5.0.0``, ``1.32.0``).
     """
 
     name: str
     task: str
     sha256: str
     engine: str
+    engine_version: str = ""
 
     def to_json(self) -> dict[str, str]:
         """The JSON-ready dict."""
-        return {"name": self.name, "task": self.task, "sha256": self.sha256, "engine": self.engine}
+        return {
+            "name": self.name,
+            "task": self.task,
+            "sha256": self.sha256,
+            "engine": self.engine,
+            "engine_version": self.engine_version,
+        }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> ModelInfo:
-        """Parse `to_json`'s form."""
-        return cls(name=obj["name"], task=obj["task"], sha256=obj["sha256"], engine=obj["engine"])
+        """Parse `to_json`'s form (documents written before engine versions lack one)."""
+        return cls(
+            name=obj["name"],
+            task=obj["task"],
+            sha256=obj["sha256"],
+            engine=obj["engine"],
+            engine_version=obj.get("engine_version", ""),
+        )
 
 
 def _envelope(doc: ImageDocument | VideoDocument, body: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ One place holds the truth about a job::
     {prefix}:job:{id}:done     set    items that succeeded (a redelivered item is counted once)
     {prefix}:job:{id}:failed   hash   item -> JSON reason, for items that finally failed
     {prefix}:job:{id}:classes  hash   class name -> detections, summed over newly done items
+    {prefix}:job:{id}:finished list   one token once the job is finished; waiters block on it
     {prefix}:jobs              zset   job ids by creation time
 
 Outcomes are recorded by one Lua script, so "count once" and "the job is complete" are decided
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -143,9 +144,13 @@ class JobRecord:
         }
 
 
-# Decides "complete" and flips the state once; shared by both scripts below.
+FINISHED_TOKEN = "finished"
+"""What the ``:finished`` list holds once the job is finished (done, failed or cancelled)."""
+
+# Decides "complete" and flips the state once; shared by both scripts below. The token it
+# pushes wakes every `wait_for_change` at once, instead of each waiter polling.
 _COMPLETE = """
-local function complete(job, done, failed, now)
+local function complete(job, done, failed, now, finished)
   if redis.call('HGET', job, 'listed') ~= '1' then return 0 end
   local total = tonumber(redis.call('HGET', job, 'total') or '0')
   if redis.call('SCARD', done) + redis.call('HLEN', failed) < total then return 0 end
@@ -153,6 +158,7 @@ local function complete(job, done, failed, now)
   if redis.call('HGET', job, 'status') == 'running' then
     redis.call('HSET', job, 'status', 'done')
   end
+  redis.call('RPUSH', finished, 'finished')
   return 1
 end
 """
@@ -160,7 +166,7 @@ end
 _RECORD = (
     _COMPLETE
     + """
--- KEYS: job done failed classes   ARGV: item ok reason classes_json now frames
+-- KEYS: job done failed classes finished   ARGV: item ok reason classes_json now frames
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if ARGV[2] == '1' then
   if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
@@ -174,19 +180,19 @@ elseif redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 end
 redis.call('HSETNX', KEYS[1], 'started_at', ARGV[5])
-return complete(KEYS[1], KEYS[2], KEYS[3], ARGV[5])
+return complete(KEYS[1], KEYS[2], KEYS[3], ARGV[5], KEYS[5])
 """
 )
 
 _FINISH_LISTING = (
     _COMPLETE
     + """
--- KEYS: job done failed   ARGV: now
+-- KEYS: job done failed finished   ARGV: now
 redis.call('HSET', KEYS[1], 'listed', '1')
 if redis.call('HGET', KEYS[1], 'status') == 'listing' then
   redis.call('HSET', KEYS[1], 'status', 'running')
 end
-return complete(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+return complete(KEYS[1], KEYS[2], KEYS[3], ARGV[1], KEYS[4])
 """
 )
 
@@ -276,32 +282,48 @@ class JobStore:
 
     def finish_listing(self, job_id: str) -> bool:
         """Mark the listing complete; True if every item already has an outcome (job complete)."""
-        keys = self._keys(job_id)[:3]
+        keys = [*self._keys(job_id)[:3], self._finished_key(job_id)]
         return bool(self._call(self._finish, keys=keys, args=[time.time()]))
+
+    def _finished_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:finished"
+
+    def _end(self, job_id: str, fields: dict[str, str | float]) -> None:
+        """Set ``fields`` (a final status) and wake the waiters, in one transaction."""
+        fields["finished_at"] = time.time()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self._keys(job_id)[0], mapping=fields)  # type: ignore[arg-type]
+        pipe.rpush(self._finished_key(job_id), FINISHED_TOKEN)
+        self._call(pipe.execute)
 
     def fail(self, job_id: str, error: str) -> None:
         """Mark the whole job failed (e.g. its input could not be listed)."""
-        self._call(
-            self.client.hset,
-            self._keys(job_id)[0],
-            mapping={
-                "status": JobStatus.FAILED.value,
-                "error": error,
-                "finished_at": time.time(),
-            },
-        )
+        self._end(job_id, {"status": JobStatus.FAILED.value, "error": error})
 
     def cancel(self, job_id: str) -> None:
         """Mark the job cancelled: workers skip its remaining items."""
         self.get(job_id)
-        self._call(
-            self.client.hset,
-            self._keys(job_id)[0],
-            mapping={
-                "status": JobStatus.CANCELLED.value,
-                "finished_at": time.time(),
-            },
-        )
+        self._end(job_id, {"status": JobStatus.CANCELLED.value})
+
+    def wait_for_change(self, job_id: str, timeout_s: float) -> bool:
+        """Block until the job is finished (done, failed or cancelled) or ``timeout_s`` passes;
+        True if it is finished.
+
+        Blocks in Redis on the job's ``:finished`` list (BLMOVE from the list to itself, so the
+        token stays for every other waiter), which the script that completes the job pushes
+        to: a display loop that calls this between redraws returns within a round trip of the
+        completion, with no polling.
+
+        Example:
+            >>> while not (record := store.get(job_id)).finished:
+            ...     draw(record)
+            ...     store.wait_for_change(job_id, timeout_s=0.5)
+        """
+        key = self._finished_key(job_id)
+        # Redis takes sub-second timeouts; 0 would block forever, so keep at least 10 ms.
+        timeout = max(0.01, min(timeout_s, 20.0))  # below the client's 30 s socket timeout
+        token = self._call(self.client.blmove, key, key, timeout, "RIGHT", "LEFT")
+        return token is not None
 
     def status(self, job_id: str) -> JobStatus:
         """The job's current status (one round trip; workers check it per task)."""
@@ -330,7 +352,7 @@ class JobStore:
         """
         result = self._call(
             self._record,
-            keys=self._keys(job_id),
+            keys=[*self._keys(job_id), self._finished_key(job_id)],
             args=[
                 item,
                 "1" if ok else "0",
@@ -398,6 +420,14 @@ class JobStore:
     def is_done(self, job_id: str, item: str) -> bool:
         """True if ``item`` already succeeded (lets a redelivered task skip finished work)."""
         return bool(self._call(self.client.sismember, self._keys(job_id)[1], item))
+
+    def done_among(self, job_id: str, items: Sequence[str]) -> set[str]:
+        """Which of ``items`` already succeeded, in one round trip (a redelivered message skips
+        them)."""
+        if not items:
+            return set()
+        flags = self._call(self.client.smismember, self._keys(job_id)[1], list(items))
+        return {item for item, flag in zip(items, flags, strict=True) if flag}
 
     def recent(self, limit: int = 20) -> list[JobRecord]:
         """The ``limit`` most recently created jobs, newest first."""

@@ -67,6 +67,9 @@ class ImageBatch(_Message):
     model: str
     items: tuple[str, ...]
     attempt: int = 0
+    engine: str = ""
+    """The job's own engine choice (``submit --engine``); empty: the worker's, then the
+    registry entry's."""
 
     @classmethod
     def _build(cls, values: dict[str, Any]) -> ImageBatch:
@@ -98,6 +101,7 @@ class VideoSegment(_Message):
     start_frame: int = 0
     end_frame: int | None = None
     attempt: int = 0
+    engine: str = ""
 
     @classmethod
     def _build(cls, values: dict[str, Any]) -> VideoSegment:

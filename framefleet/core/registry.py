@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from framefleet.core import defaults
 from framefleet.core.errors import ConfigError, UnknownModelError
 
 Task = Literal["detection", "faces", "classification", "segmentation"]
@@ -76,6 +77,9 @@ class ModelSpec:
     postprocess: Postprocess = field(default_factory=Postprocess)
     labels: FileSpec | None = None
     description: str = ""
+    engine: str = ""
+    """The engine this model runs on unless the worker or the job names one; empty: the
+    default (``cv2.dnn``)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,9 @@ def _spec(name: str, entry: dict[str, Any], where: str) -> ModelSpec:
         postprocess = Postprocess(**entry.get("postprocess", {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{ctx}: invalid preprocess/postprocess: {exc}") from exc
+    engine = str(entry.get("engine", ""))
+    if engine and engine not in defaults.ENGINES:
+        raise ConfigError(f"{ctx}: engine must be one of {defaults.ENGINES}, got {engine!r}")
     labels = entry.get("labels")
     return ModelSpec(
         name=name,
@@ -188,6 +195,7 @@ def _spec(name: str, entry: dict[str, Any], where: str) -> ModelSpec:
         postprocess=postprocess,
         labels=None if labels is None else _file(labels, f"{ctx}, labels"),
         description=str(entry.get("description", "")),
+        engine=engine,
     )
 
 

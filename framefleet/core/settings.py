@@ -15,6 +15,8 @@ result is passed down.
 | FRAMEFLEET_MAX_RETRIES      | max_retries         | 5                              |
 | FRAMEFLEET_RETRY_BACKOFF    | retry_backoff_s     | 2.0 (doubles per attempt)      |
 | FRAMEFLEET_CV_THREADS       | cv_threads          | 0: cores // concurrency        |
+| FRAMEFLEET_ENGINE           | engine              | "": registry entry, else cv2.dnn |
+| FRAMEFLEET_FORWARD_BATCH    | forward_batch       | 4 (where the model file takes it) |
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class Settings:
     max_retries: int = defaults.MAX_RETRIES
     retry_backoff_s: float = defaults.RETRY_BACKOFF_S
     cv_threads: int = 0
+    engine: str = defaults.ENGINE
+    forward_batch: int = defaults.FORWARD_BATCH
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -75,11 +79,16 @@ class Settings:
 
     def validate(self) -> None:
         """Raise `ConfigError` on values out of range."""
-        for name in ("batch_size", "concurrency", "task_time_limit_s"):
+        for name in ("batch_size", "concurrency", "task_time_limit_s", "forward_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.cv_threads < 0:
             raise ConfigError(f"cv_threads must be >= 0 (0: automatic), got {self.cv_threads}")
+        if self.engine and self.engine not in defaults.ENGINES:
+            raise ConfigError(
+                f"engine must be one of {', '.join(defaults.ENGINES)} (or empty), got "
+                f"{self.engine!r}"
+            )
         if self.retry_backoff_s < 0:
             raise ConfigError(f"retry_backoff_s must be >= 0, got {self.retry_backoff_s}")
         if self.max_retries < 0:
@@ -133,4 +142,6 @@ _ENV: list[tuple[str, str, Any]] = [
     ("max_retries", "FRAMEFLEET_MAX_RETRIES", int),
     ("retry_backoff_s", "FRAMEFLEET_RETRY_BACKOFF", float),
     ("cv_threads", "FRAMEFLEET_CV_THREADS", int),
+    ("engine", "FRAMEFLEET_ENGINE", str),
+    ("forward_batch", "FRAMEFLEET_FORWARD_BATCH", int),
 ]

@@ -1,5 +1,6 @@
 """Loaded models: an adapter ready to run plus what result documents say about it, the way to
-load one by registry name (`load_model`), and the per-process cache that loads each at most once.
+load one by registry name (`load_model`), and the per-process cache that loads each (registry
+model, engine) at most once.
 """
 
 from __future__ import annotations
@@ -49,8 +50,19 @@ class LoadedModel:
             name=self.spec.name,
             task=self.spec.task,
             sha256=self.sha256,
-            engine=self.adapter.engine.name,
+            engine=self.engine,
+            engine_version=self.engine_version,
         )
+
+    @property
+    def engine(self) -> str:
+        """The engine that runs it, e.g. ``onnxruntime``."""
+        return self.adapter.engine.name
+
+    @property
+    def engine_version(self) -> str:
+        """The version of the library behind `engine`."""
+        return self.adapter.engine.version
 
     def __call__(self, image: Image | str | Path) -> Detections:
         """Run preprocess, forward and postprocess on ``image``.
@@ -83,6 +95,8 @@ def load_model(
     model_dir: str | Path = defaults.MODEL_DIR,
     models_file: str | Path | None = None,
     download: bool = True,
+    engine: str = "",
+    threads: int = 1,
 ) -> LoadedModel:
     """Load a registry model: its files verified by sha256 (downloaded when missing and allowed).
 
@@ -91,6 +105,9 @@ def load_model(
         model_dir: where model files are found, or downloaded to.
         models_file: your own registry (TOML), merged over the built-in one.
         download: fetch missing files from their URL; False to use only files on disk.
+        engine: ``cv2.dnn`` or ``onnxruntime`` (``pip install 'framefleet[onnxruntime]'``);
+            empty: the registry entry's, else ``cv2.dnn``.
+        threads: onnxruntime threads for this model (OpenCV's are ``cv2.setNumThreads``).
 
     Returns:
         The model, ready to call on images.
@@ -105,33 +122,63 @@ def load_model(
     """
     registry = load_registry(None if models_file is None else Path(models_file))
     store = ModelStore(Path(model_dir).expanduser(), download=download)
-    return ModelCache(registry, store).get(name or registry.default)
+    return ModelCache(registry, store, engine=engine, threads=threads).get(
+        name or registry.default
+    )
 
 
 @dataclass
 class ModelCache:
-    """Networks loaded in this process, by registry name; each is loaded at most once."""
+    """Networks loaded in this process, by registry name and engine; each pair loads once.
+
+    Args:
+        registry, store: where entries and files come from.
+        engine: this process's engine (the worker's ``--engine``); empty: each entry's own.
+        threads: onnxruntime threads per session (OpenCV's are set per process).
+        batch: most images per forward, probed per model at load.
+
+    Example:
+        >>> cache = ModelCache(registry, store, engine="onnxruntime", threads=1)
+        >>> cache.get("yolox-nano").engine
+        'onnxruntime'
+    """
 
     registry: Registry
     store: ModelStore
-    _loaded: dict[str, LoadedModel] = field(default_factory=dict)
+    engine: str = ""
+    threads: int = 1
+    batch: int = 1
+    _loaded: dict[tuple[str, str], LoadedModel] = field(default_factory=dict)
 
-    def get(self, name: str) -> LoadedModel:
-        """The loaded model ``name``, loading it on first use.
+    def get(self, name: str, engine: str = "") -> LoadedModel:
+        """The loaded model ``name`` on ``engine`` (a job's own choice; empty: the cache's, then
+        the entry's), loading it on first use.
 
         Raises:
             UnknownModelError, ModelError: the name is unknown or its files cannot be loaded.
+            ConfigError: the engine is unknown or not installed.
         """
-        model = self._loaded.get(name)
+        key = (name, engine or self.engine)
+        model = self._loaded.get(key)
         if model is None:
             spec = self.registry.get(name)
-            adapter = load_adapter(spec, self.store)
+            adapter = load_adapter(
+                spec, self.store, engine=key[1], threads=self.threads, batch=self.batch
+            )
             digest = self.store.digest(spec.files["model"])  # cached by load_adapter's check
             model = LoadedModel(spec=spec, adapter=adapter, sha256=digest)
-            self._loaded[name] = model
-            log.info("pid %d loaded model %s (%s)", os.getpid(), name, spec.description)
+            self._loaded[key] = model
+            log.info(
+                "pid %d loaded model %s on %s %s, batch %d (%s)",
+                os.getpid(),
+                name,
+                model.engine,
+                model.engine_version,
+                adapter.engine.max_batch,
+                spec.description,
+            )
         return model
 
     def names(self) -> list[str]:
         """Names of the models loaded so far."""
-        return sorted(self._loaded)
+        return sorted({name for name, _ in self._loaded})

@@ -41,14 +41,17 @@ class ModelRef:
     model_dir: str | Path = defaults.MODEL_DIR
     models_file: str | Path | None = None
     download: bool = True
+    engine: str = ""
 
-    def load(self) -> LoadedModel:
-        """Load the model (verified files, once per call)."""
+    def load(self, threads: int = 1) -> LoadedModel:
+        """Load the model (verified files, once per call); ``threads`` for onnxruntime."""
         return load_model(
             self.name,
             model_dir=self.model_dir,
             models_file=self.models_file,
             download=self.download,
+            engine=self.engine,
+            threads=threads,
         )
 
 
@@ -112,7 +115,7 @@ def run_local(
         on_result(result)
 
     if processes <= 1:
-        loaded = model.load()
+        loaded = model.load(os.cpu_count() or 1)
         for key, kind in keys:
             record(_process(loaded, src, dst, key, kind))
     else:
@@ -167,7 +170,7 @@ _child_models: list[LoadedModel] = []  # the one model of a pool process, set by
 
 def _init_child(model: ModelRef, threads: int) -> None:
     cv2.setNumThreads(threads)
-    _child_models.append(model.load())
+    _child_models.append(model.load(threads))
 
 
 @lru_cache(maxsize=4)

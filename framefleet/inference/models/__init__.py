@@ -7,9 +7,12 @@ Example:
 
 from __future__ import annotations
 
+import logging
+
 from framefleet.core.errors import ConfigError
 from framefleet.core.modelstore import ModelStore
 from framefleet.core.registry import ModelSpec
+from framefleet.inference.engines import choose_engine
 from framefleet.inference.models.base import Adapter
 from framefleet.inference.models.deeplab import DeeplabAdapter
 from framefleet.inference.models.fastestdet import FastestDetAdapter
@@ -33,19 +36,29 @@ FAMILIES: dict[str, type[Adapter]] = {
 }
 """Adapter class by registry ``family`` name."""
 
+log = logging.getLogger(__name__)
 
-def load_adapter(spec: ModelSpec, store: ModelStore) -> Adapter:
+
+def load_adapter(
+    spec: ModelSpec, store: ModelStore, engine: str = "", threads: int = 1, batch: int = 1
+) -> Adapter:
     """Build the adapter of ``spec``: verified files and labels from ``store``, then its family.
 
     Args:
         spec: the registry entry.
         store: where model files live (and are downloaded to, if allowed).
+        engine: ``cv2.dnn`` or ``onnxruntime``; empty: the entry's ``engine``, else ``cv2.dnn``.
+            A family that runs on one engine only (YuNet, Caffe SSD) keeps its own, with a
+            warning; result documents name the engine that ran.
+        threads: onnxruntime threads per session (OpenCV's are set per process).
+        batch: the most images per forward; probed at load (1 where the file refuses more).
 
     Returns:
         A ready adapter; call it on a BGR image to get `Detections`.
 
     Raises:
-        ConfigError: ``spec.family`` is not one of `FAMILIES`; the message lists them.
+        ConfigError: ``spec.family`` is not one of `FAMILIES`, or the engine is unknown or not
+            installed (the message names the extra to install).
         ModelLoadError: a model or labels file is missing (and cannot be downloaded), or
             OpenCV refused the model.
         ChecksumMismatch: a file's sha256 differs from the registry's.
@@ -62,7 +75,17 @@ def load_adapter(spec: ModelSpec, store: ModelStore) -> Adapter:
             f"model {spec.name!r} has family {spec.family!r}; known families: "
             f"{', '.join(sorted(FAMILIES))}"
         )
+    name = choose_engine(engine, spec.engine)
+    if name not in family.engines:
+        log.warning(
+            "model %s (family %s) runs on %s only; engine %s not used",
+            spec.name,
+            family.family,
+            family.engines[0],
+            name,
+        )
+        name = family.engines[0]
     family.check_supported(spec)  # before any download
     files = store.files(spec)
     labels = store.labels(spec)
-    return family.load(spec, files, labels)
+    return family.load(spec, files, labels, engine=name, threads=threads, batch=batch)

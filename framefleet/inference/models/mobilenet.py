@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from framefleet.core import defaults
 from framefleet.core.errors import ModelLoadError
 from framefleet.core.registry import ModelSpec, Postprocess
 from framefleet.core.results import Detections
-from framefleet.inference.models.base import Adapter, CvDnnEngine, Engine, Image, Meta, RawOutputs
+from framefleet.inference.engines import open_engine
+from framefleet.inference.models.base import Adapter, Engine, Image, Meta, RawOutputs
 from framefleet.inference.models.nms import named_output, to_detections
 
 OUTPUTS = ("output", "embedding")
@@ -40,7 +42,7 @@ def decode_topk(
 
 
 class MobilenetAdapter(Adapter):
-    """MobileNetV2 on ``cv2.dnn``: one row per top-k class, its box the whole image.
+    """MobileNetV2 (``cv2.dnn`` or onnxruntime): one row per top-k class, its box the whole image.
 
     Example:
         >>> adapter = load_adapter(registry.get("mobilenet-v2"), store)
@@ -53,20 +55,27 @@ class MobilenetAdapter(Adapter):
     family = "mobilenet"
 
     @classmethod
-    def build_engine(cls, spec: ModelSpec, files: dict[str, Path]) -> Engine:
-        """A ``cv2.dnn`` engine that returns ``output`` and ``embedding`` by name.
+    def build_engine(
+        cls,
+        spec: ModelSpec,
+        files: dict[str, Path],
+        engine: str = defaults.DEFAULT_ENGINE,
+        threads: int = 1,
+    ) -> Engine:
+        """An engine that returns ``output`` and ``embedding`` by name.
 
         Raises:
-            ModelLoadError: OpenCV refused the file, or it lacks one of the two outputs.
+            ModelLoadError: the engine refused the file, or it lacks one of the two outputs.
         """
-        net = CvDnnEngine.from_file(files["model"]).net
-        names = set(net.getUnconnectedOutLayersNames())
+        runner = open_engine(engine, files["model"], threads=threads)
+        names = set(runner.output_names)
         if not names.issuperset(OUTPUTS):
             raise ModelLoadError(
                 f"{files['model']} has outputs {sorted(names)}, the mobilenet family needs "
                 f"{list(OUTPUTS)}; re-export it with the embedding output (see _provenance)"
             )
-        return CvDnnEngine(net, OUTPUTS)
+        runner.output_names = list(OUTPUTS)
+        return runner
 
     def postprocess(self, raw: RawOutputs, meta: Meta) -> Detections:
         class_ids, scores = decode_topk(

@@ -19,7 +19,6 @@ Image = npt.NDArray[np.uint8]
 """A decoded BGR image, H×W×3 uint8 (OpenCV's layout)."""
 
 
-
 @dataclass(frozen=True)
 class Meta:
     """What postprocess needs to map network coordinates back to the image.

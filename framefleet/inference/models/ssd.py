@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from framefleet.core import defaults
 from framefleet.core.errors import ModelLoadError
 from framefleet.core.registry import ModelSpec, Postprocess
 from framefleet.core.results import Detections
@@ -53,6 +54,7 @@ class SsdAdapter(Adapter):
     """
 
     family = "ssd"
+    engines = ("cv2.dnn",)
 
     @classmethod
     def check_supported(cls, spec: ModelSpec) -> None:
@@ -65,8 +67,15 @@ class SsdAdapter(Adapter):
             raise ModelLoadError(f"model {spec.name!r} on OpenCV {cv2.__version__}: {NO_CAFFE}")
 
     @classmethod
-    def build_engine(cls, spec: ModelSpec, files: dict[str, Path]) -> Engine:
-        """A ``cv2.dnn`` engine reading the Caffe prototxt and weights.
+    def build_engine(
+        cls,
+        spec: ModelSpec,
+        files: dict[str, Path],
+        engine: str = defaults.DEFAULT_ENGINE,
+        threads: int = 1,
+    ) -> Engine:
+        """A ``cv2.dnn`` engine reading the Caffe prototxt and weights (Caffe is ``cv2.dnn``'s
+        alone, so ``engine`` is ignored).
 
         Raises:
             ModelLoadError: this OpenCV cannot read Caffe (5.x), or refused the files.

@@ -33,9 +33,12 @@ class FaceDetectorEngine:
     """
 
     name = "cv2.FaceDetectorYN"
+    version = cv2.__version__
 
     def __init__(self, detector: cv2.FaceDetectorYN) -> None:
         self.detector = detector
+        self.output_names = ["faces"]
+        self.max_batch = 1
 
     def forward(self, blob: Blob) -> RawOutputs:
         """Faces found in the image ``blob`` holds, as ``{"faces": (N, 15) float32}``."""
@@ -67,14 +70,22 @@ class YunetAdapter(Adapter):
     """
 
     family = "yunet"
+    engines = ("cv2.FaceDetectorYN",)
 
     def __init__(self, spec: ModelSpec, engine: Engine, labels: list[str]) -> None:
         # The registry gives no labels file for a one-class detector.
         super().__init__(spec, engine, labels or ["face"])
 
     @classmethod
-    def build_engine(cls, spec: ModelSpec, files: dict[str, Path]) -> Engine:
-        """A `FaceDetectorEngine` with the registry's thresholds.
+    def build_engine(
+        cls,
+        spec: ModelSpec,
+        files: dict[str, Path],
+        engine: str = "cv2.FaceDetectorYN",
+        threads: int = 1,
+    ) -> Engine:
+        """A `FaceDetectorEngine` with the registry's thresholds (``engine`` is ignored: YuNet's
+        decoding lives inside ``cv2.FaceDetectorYN``).
 
         Raises:
             ConfigError: the preprocess entry asks for scaling FaceDetectorYN does not allow.

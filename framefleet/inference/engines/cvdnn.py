@@ -1,53 +1,46 @@
-"""Engines: what runs a network forward. An engine loads a model file and runs a blob; the
-adapters (`framefleet.inference.models`) prepare the blob and read the outputs.
-
-``cv2.dnn`` is the default engine.
-"""
+"""`CvDnnEngine`: the default engine, a ``cv2.dnn.Net``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
 
 import cv2
-import numpy as np
-import numpy.typing as npt
 
 from framefleet.core.errors import ModelLoadError
-
-Blob = npt.NDArray[np.float32]
-"""A network input, N×C×H×W float32."""
-
-RawOutputs = dict[str, npt.NDArray[Any]]
-"""Network outputs keyed by output name (never by position: OpenCV versions order them
-differently)."""
-
-class Engine(Protocol):
-    """Runs a network forward. ``cv2.dnn`` is the default; onnxruntime can be a second one."""
-
-    name: str
-
-    def forward(self, blob: Blob) -> RawOutputs:
-        """Outputs of one forward pass of ``blob``, keyed by output name."""
-        ...
+from framefleet.inference.engines.base import CV_DNN, Blob, RawOutputs
 
 
 class CvDnnEngine:
-    """`Engine` backed by a ``cv2.dnn.Net``."""
+    """`Engine` backed by a ``cv2.dnn.Net``.
 
-    name = "cv2.dnn"
+    OpenCV's thread count is per process (``cv2.setNumThreads``), set once by whoever owns the
+    process (a worker's runtime, `framefleet run`), not per engine.
+
+    Example:
+        >>> engine = CvDnnEngine.from_file(Path("yolox_nano_416.onnx"))
+        >>> sorted(engine.forward(blob))
+        ['output']
+    """
+
+    name = CV_DNN
+    version = cv2.__version__
 
     def __init__(self, net: cv2.dnn.Net, output_names: Sequence[str] | None = None) -> None:
         self.net = net
         self.output_names = list(output_names or net.getUnconnectedOutLayersNames())
+        self.max_batch = 1
 
     @classmethod
     def from_file(cls, model: Path, config: Path | None = None) -> CvDnnEngine:
         """Read a network file (ONNX, or Caffe/TensorFlow/TFLite where this OpenCV reads them).
 
+        Args:
+            model: the weights (or the whole ONNX file).
+            config: a separate graph file (Caffe's prototxt), if any.
+
         Raises:
-            ModelLoadError: OpenCV refused the file; the message says which and why.
+            ModelLoadError: OpenCV refused the file.
         """
         try:
             net = cv2.dnn.readNet(str(model), "" if config is None else str(config))
