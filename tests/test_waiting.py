@@ -34,7 +34,7 @@ def test_wait_times_out_while_running_and_wakes_on_completion(job_store: JobStor
     finished_at: list[float] = []
     later(
         0.3,
-        lambda: (job_store.record(job_id, "b.jpg", ok=True), finished_at.append(time.monotonic())),
+        lambda: (finished_at.append(time.monotonic()), job_store.record(job_id, "b.jpg", ok=True)),
     )
     assert job_store.wait_for_change(job_id, 10.0) is True
     woke = time.monotonic()
@@ -84,7 +84,7 @@ def test_watch_to_a_log_returns_at_completion_not_at_its_redraw_interval(
     out = io.StringIO()
     done_at: list[float] = []
     later(
-        0.5, lambda: (job_store.record(job_id, "a.jpg", ok=True), done_at.append(time.monotonic()))
+        0.5, lambda: (done_at.append(time.monotonic()), job_store.record(job_id, "a.jpg", ok=True))
     )
     record = watch(job_store, job_id, console=Console(file=out), interval_s=5.0)
     returned = time.monotonic()
