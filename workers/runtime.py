@@ -19,6 +19,7 @@ from framefleet.core.modelstore import ModelStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 from framefleet.inference.loaded import ModelCache
+from workers.observers import Observers
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class WorkerRuntime:
     settings: Settings
     models: ModelCache
     jobs: JobStore
+    observers: Observers = field(default_factory=Observers)
     _storages: dict[str, Storage] = field(default_factory=dict)
 
     def storage(self, uri: str) -> Storage:
@@ -75,6 +77,10 @@ def init_process(settings: Settings, models: tuple[str, ...]) -> WorkerRuntime:
     _runtime = WorkerRuntime(
         settings=settings, models=registry, jobs=JobStore.from_url(settings.redis_url)
     )
+    if settings.metrics_port:  # `framefleet worker` serves them from the parent (workers.metrics)
+        from workers.metrics import PrometheusObserver
+
+        _runtime.observers.add(PrometheusObserver())
     return _runtime
 
 

@@ -42,7 +42,8 @@ def register(app: Celery) -> None:
             model=lambda: rt.models.get(job.model, job.engine),
             skip=done.__contains__,
         )
-        _settle(self, job, results)
+        with rt.observers.message(job):  # the batch runs lazily, as _settle iterates it
+            _settle(self, job, results)
 
     @app.task(name=TASK_VIDEO_SEGMENT, bind=True, max_retries=None)
     def video_segment(self: Task, message: dict[str, Any]) -> None:
@@ -50,13 +51,14 @@ def register(app: Celery) -> None:
         if job is None or _cancelled(job):
             return
         rt = runtime.current()
-        try:
-            model = rt.models.get(job.model, job.engine)
-        except Exception as exc:
-            _settle(self, job, [failure(job.item, exc)])
-            return
-        src, dst = rt.storage(job.input_uri), rt.storage(job.output_uri)
-        _settle(self, job, [process_segment(job, src, dst, model)])
+        with rt.observers.message(job):
+            try:
+                model = rt.models.get(job.model, job.engine)
+            except Exception as exc:
+                _settle(self, job, [failure(job.item, exc)])
+                return
+            src, dst = rt.storage(job.input_uri), rt.storage(job.output_uri)
+            _settle(self, job, [process_segment(job, src, dst, model)])
 
 
 J = TypeVar("J", ImageBatch, VideoSegment)
@@ -80,13 +82,15 @@ def _cancelled(job: Message) -> bool:
 
 
 def _settle(task: Task, job: Message, results: Iterable[ItemResult]) -> None:
-    """Record final outcomes as they come; resend transient failures while attempts remain."""
+    """Record final outcomes as they come; resend transient failures while attempts remain.
+    Every outcome passes through the runtime's observers once it is recorded."""
     rt = runtime.current()
     retry: list[str] = []
     last_attempt = job.attempt >= rt.settings.max_retries
     for result in results:
         if result.transient and not last_attempt:
             retry.append(result.item)
+            rt.observers.on_item(job, result, "retry")
             continue
         if result.ok:
             completed = rt.jobs.record(
@@ -95,6 +99,7 @@ def _settle(task: Task, job: Message, results: Iterable[ItemResult]) -> None:
         else:
             log.warning("item %s of job %s failed: %s", result.item, job.job_id, result.message)
             completed = rt.jobs.record(job.job_id, result.item, ok=False, reason=result.reason())
+        rt.observers.on_item(job, result, "done" if result.ok else "failed")
         if completed:
             _report(job.job_id)
     if retry:

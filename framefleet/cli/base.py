@@ -28,6 +28,7 @@ EXIT_CONFIG = 3  # bad option, registry file, unknown model or job id
 EXIT_STORAGE = 4  # input or output storage unreachable, missing bucket
 EXIT_BROKER = 5  # Redis unreachable
 EXIT_MODEL = 6  # model files missing, wrong sha256, not loadable
+EXIT_UNHEALTHY = 7  # healthcheck: the local metrics endpoint does not answer
 
 _EXIT_FOR: list[tuple[type[PipelineError], int]] = [
     (ConfigError, EXIT_CONFIG),
@@ -44,7 +45,7 @@ Examples:
   framefleet status 20261122-050000-a1b2c3 --watch
 \b
 Exit codes: 0 ok, 1 some items failed, 3 bad configuration, 4 storage unreachable,
-5 Redis unreachable, 6 model files missing or invalid.
+5 Redis unreachable, 6 model files missing or invalid, 7 unhealthy (healthcheck).
 """
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -48,6 +48,13 @@ from framefleet.core.settings import Settings
     help="Celery pool.",
 )
 @click.option("--loglevel", default="INFO", show_default=True)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    envvar="FRAMEFLEET_METRICS_PORT",
+    show_envvar=True,
+    help="Serve Prometheus metrics on this port (0: off).",
+)
 @click.pass_obj
 @_exits
 def worker(
@@ -59,6 +66,7 @@ def worker(
     hostname: str | None,
     pool: str,
     loglevel: str,
+    metrics_port: int | None,
 ) -> None:
     """Run a worker: loads its models once per process and consumes their queues."""
     from framefleet.core.modelstore import ModelStore
@@ -67,7 +75,11 @@ def worker(
 
     names = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None
     settings = settings.with_(
-        concurrency=concurrency, worker_models=names, engine=engine, forward_batch=forward_batch
+        concurrency=concurrency,
+        worker_models=names,
+        engine=engine,
+        forward_batch=forward_batch,
+        metrics_port=metrics_port,
     )
     served = worker_models(settings)
     registry, store = settings.registry(), ModelStore(settings.model_dir)

@@ -58,3 +58,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".gif", ".webm")
 """Inputs processed as videos (case-insensitive)."""
+
+METRICS_PORT = 0
+"""Port of a worker's Prometheus ``/metrics`` endpoint; 0 turns metrics off
+(FRAMEFLEET_METRICS_PORT)."""
+
+EXPORTER_PORT = 9108
+"""Port of ``framefleet exporter`` (queue depth per model and job progress)."""

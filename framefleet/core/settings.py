@@ -17,6 +17,8 @@ result is passed down.
 | FRAMEFLEET_CV_THREADS       | cv_threads          | 0: cores // concurrency        |
 | FRAMEFLEET_ENGINE           | engine              | "": registry entry, else cv2.dnn |
 | FRAMEFLEET_FORWARD_BATCH    | forward_batch       | 4 (where the model file takes it) |
+| FRAMEFLEET_METRICS_PORT     | metrics_port        | 0: no worker metrics           |
+| FRAMEFLEET_EXPORTER_PORT    | exporter_port       | 9108                           |
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class Settings:
     cv_threads: int = 0
     engine: str = defaults.ENGINE
     forward_batch: int = defaults.FORWARD_BATCH
+    metrics_port: int = defaults.METRICS_PORT
+    exporter_port: int = defaults.EXPORTER_PORT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -82,6 +86,10 @@ class Settings:
         for name in ("batch_size", "concurrency", "task_time_limit_s", "forward_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics_port must be 0 (off) to 65535, got {self.metrics_port}")
+        if not 1 <= self.exporter_port <= 65535:
+            raise ConfigError(f"exporter_port must be 1 to 65535, got {self.exporter_port}")
         if self.cv_threads < 0:
             raise ConfigError(f"cv_threads must be >= 0 (0: automatic), got {self.cv_threads}")
         if self.engine and self.engine not in defaults.ENGINES:
@@ -144,4 +152,6 @@ _ENV: list[tuple[str, str, Any]] = [
     ("cv_threads", "FRAMEFLEET_CV_THREADS", int),
     ("engine", "FRAMEFLEET_ENGINE", str),
     ("forward_batch", "FRAMEFLEET_FORWARD_BATCH", int),
+    ("metrics_port", "FRAMEFLEET_METRICS_PORT", int),
+    ("exporter_port", "FRAMEFLEET_EXPORTER_PORT", int),
 ]

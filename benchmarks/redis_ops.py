@@ -1,0 +1,153 @@
+"""Redis work per image, and how many worker processes one Redis can feed.
+
+Measured in one run, on this machine:
+
+1. ``ops/image``: a real job (local folder, one `framefleet worker` process, ``--batch-size``
+   images per task) between two reads of Redis ``INFO commandstats``; every command the broker
+   (Celery/kombu: queue, unacked bookkeeping, events for Flower) and the job state (Lua records,
+   cancel checks, skip checks) sent, divided by the images. Also per command.
+2. ``images/s per process``: that job's images over its wall time (one process, 1 OpenCV thread).
+3. ``Redis ops/s``: ``redis-benchmark`` on the same server, 50 clients, the commands the fleet
+   uses most (no pipelining: workers send one command at a time).
+
+Then: processes one Redis feeds = Redis ops/s / (ops/image x images/s per process).
+
+Usage::
+
+    .venv/bin/python benchmarks/redis_ops.py --images 200 --batch-size 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from framefleet.core.jobstate import JobStore
+from framefleet.core.settings import Settings
+from framefleet.queue import create_app
+from framefleet.samples import shared_dir
+from framefleet.services.processes import start_worker
+from framefleet.services.redis import RedisServer
+from producer.submit import submit
+
+BENCH_TESTS = "get,set,lpush,rpop,sadd,hset"
+
+
+def commandstats(client: redis.Redis) -> dict[str, int]:
+    """Calls per command since the server started."""
+    info = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in info.items()}
+
+
+def cpu_s(client: redis.Redis) -> float:
+    """CPU seconds the server used since it started (user + system, all its threads)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def redis_benchmark(port: int, requests: int) -> dict[str, float]:
+    """requests/s per test from ``redis-benchmark -q``."""
+    out = subprocess.run(
+        [
+            "redis-benchmark",
+            "-p",
+            str(port),
+            "-q",
+            "-n",
+            str(requests),
+            "-c",
+            "50",
+            "-t",
+            BENCH_TESTS,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout
+    rates = {}
+    for line in out.replace("\r", "\n").splitlines():
+        found = re.match(r"^(\S+)(?: \(.*\))?: ([\d.]+) requests per second", line.strip())
+        if found:
+            rates[found.group(1).lower()] = float(found.group(2))
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=200_000)
+    args = parser.parse_args()
+    photos = sorted(p for p in (shared_dir() / "media" / "images").iterdir() if p.is_file())
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as server:
+        folder = Path(tmp) / "in"
+        folder.mkdir()
+        for i in range(args.images):
+            (folder / f"{i:05d}_{photos[i % len(photos)].name}").write_bytes(
+                photos[i % len(photos)].read_bytes()
+            )
+        settings = Settings(
+            redis_url=server.url,
+            model_dir=shared_dir() / "models",
+            concurrency=1,
+            batch_size=args.batch_size,
+            cv_threads=1,
+        )
+        env = {**os.environ, **settings.to_env()}
+        worker = start_worker("ops", env, Path(tmp), "--concurrency", "1")
+        client = redis.Redis.from_url(server.url)
+        jobs = JobStore.from_url(server.url)
+        try:
+            time.sleep(2)  # let the worker's start-up chatter pass
+            before, cpu_before, start = commandstats(client), cpu_s(client), time.monotonic()
+            done = submit(settings, create_app(settings), str(folder), f"{tmp}/out", "yolox-nano")
+            while not jobs.get(done.job_id or "").finished:
+                time.sleep(0.25)
+            wall = time.monotonic() - start
+            after, cpu_used = commandstats(client), cpu_s(client) - cpu_before
+        finally:
+            worker.stop()
+        # the polling loop above is the benchmark's, not the fleet's: HGETALL/SCARD/HLEN/MULTI/EXEC
+        polls = after.get("hgetall", 0) - before.get("hgetall", 0)
+        delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+        for name in ("hgetall", "scard", "hlen", "hgetall", "multi", "exec"):
+            delta[name] = delta.get(name, 0) - polls
+        delta = {k: v for k, v in delta.items() if v > 0 and k != "info"}
+        total = sum(delta.values())
+        per_image = total / args.images
+        rate = args.images / wall
+        print(
+            f"job: {args.images} images, batch {args.batch_size}, 1 worker process: "
+            f"{wall:.1f} s, {rate:.1f} images/s"
+        )
+        print(f"Redis commands per image: {per_image:.2f}  ({total} in all)")
+        for name, calls in sorted(delta.items(), key=lambda kv: -kv[1])[:12]:
+            print(f"  {name:<12} {calls / args.images:6.2f} per image")
+        rates = redis_benchmark(server.port, args.requests)
+        for name, value in rates.items():
+            print(f"redis-benchmark {name:<6} {value:>10.0f} ops/s")
+        slowest = min(rates.values())
+        print(
+            f"processes one Redis feeds at the slowest command ({slowest:.0f} ops/s): "
+            f"{slowest / (per_image * rate):.0f}"
+        )
+        # Commands run inside Lua count above one by one; Redis's own CPU time per image is the
+        # figure that holds them all (a Lua call costs more than a plain command).
+        per_image_cpu = cpu_used / args.images
+        print(
+            f"Redis CPU per image: {per_image_cpu * 1e6:.0f} us -> one Redis core serves "
+            f"{1 / per_image_cpu:.0f} images/s = {1 / per_image_cpu / rate:.0f} processes "
+            f"at {rate:.1f} images/s each"
+        )
+
+
+if __name__ == "__main__":
+    main()
