@@ -51,6 +51,18 @@ Exit codes: 0 ok, 1 some items failed, 3 bad configuration, 4 storage unreachabl
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def metrics_port_option(help_text: str) -> Callable[[F], F]:
+    """``--metrics-port`` (FRAMEFLEET_METRICS_PORT), shared by `worker` and `healthcheck` so
+    both read the same port."""
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        envvar="FRAMEFLEET_METRICS_PORT",
+        show_envvar=True,
+        help=help_text,
+    )
+
+
 def _exits(fn: F) -> F:
     """Turn framefleet errors into one clear line on stderr and a named exit code."""
 

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from framefleet.cli.base import HELP_EPILOG, _exits, engine_option, main
+from framefleet.cli.base import HELP_EPILOG, _exits, engine_option, main, metrics_port_option
 from framefleet.core.settings import Settings
 
 
@@ -48,13 +48,7 @@ from framefleet.core.settings import Settings
     help="Celery pool.",
 )
 @click.option("--loglevel", default="INFO", show_default=True)
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    envvar="FRAMEFLEET_METRICS_PORT",
-    show_envvar=True,
-    help="Serve Prometheus metrics on this port (0: off).",
-)
+@metrics_port_option("Serve Prometheus metrics on this port (0: off).")
 @click.pass_obj
 @_exits
 def worker(

@@ -9,7 +9,7 @@ import urllib.request
 
 import click
 
-from framefleet.cli.base import EXIT_UNHEALTHY, HELP_EPILOG, _exits, main
+from framefleet.cli.base import EXIT_UNHEALTHY, HELP_EPILOG, _exits, main, metrics_port_option
 from framefleet.core import defaults
 from framefleet.core.settings import Settings
 
@@ -47,13 +47,7 @@ def exporter(settings: Settings, port: int | None, address: str, once: bool) -> 
 
 
 @main.command(epilog=HELP_EPILOG)
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    envvar="FRAMEFLEET_METRICS_PORT",
-    show_envvar=True,
-    help="Also check that this process's metrics endpoint on localhost answers.",
-)
+@metrics_port_option("Also check that this process's metrics endpoint on localhost answers.")
 @click.pass_obj
 @_exits
 def healthcheck(settings: Settings, metrics_port: int | None) -> None:
