@@ -76,6 +76,12 @@ def create_app(settings: Settings, models: Iterable[str] = ()) -> Celery:
     return app
 
 
+def task_options(job: Message) -> dict[str, str]:
+    """Options of every send of ``job`` (first send and retries): its model's queue, and the
+    readable arguments Flower shows instead of the raw message (`Message.describe`)."""
+    return {"queue": queue_name(job.model), "argsrepr": job.describe(), "kwargsrepr": "{}"}
+
+
 def send_job(app: Celery, job: Message) -> None:
     """Enqueue ``job`` on its model's queue.
 
@@ -83,7 +89,7 @@ def send_job(app: Celery, job: Message) -> None:
         BrokerError: the broker is unreachable.
     """
     try:
-        app.send_task(TASK_FOR_KIND[job.kind], args=[job.encode()], queue=queue_name(job.model))
+        app.send_task(TASK_FOR_KIND[job.kind], args=[job.encode()], **task_options(job))
     except OperationalError as exc:
         raise BrokerError(
             f"cannot enqueue on the broker {app.conf.broker_url}: {exc}; check that redis-server "

@@ -53,3 +53,20 @@ def test_retry_keeps_everything_but_items_and_attempt() -> None:
 def test_decode_refuses_precisely(cls: Any, message: Any, expectation: Any) -> None:
     with expectation:
         cls.decode(message)
+
+
+@pytest.mark.parametrize(
+    ("job", "shown"),
+    [
+        # what Flower shows: count, model, job and batch; never the URIs
+        (BATCH, "2 images, yolox-nano, job j1, batch 3"),
+        (BATCH.with_items(("a.jpg",), attempt=2), "1 image, yolox-nano, job j1, batch 3, attempt 2"),
+        (SEGMENT, "1 video, frames [100, 200), yolox-nano, job j1, segment 0"),
+        (
+            VideoSegment("j1", 4, "s3://AKIA:secret@in/", "s3://out/?X-Amz-Signature=abc", "yunet", "v.mp4"),
+            "1 video, frames [0, end), yunet, job j1, segment 4",
+        ),
+    ],
+)
+def test_describe_names_the_work_without_uris(job: ImageBatch | VideoSegment, shown: str) -> None:
+    assert job.describe() == shown

@@ -3,6 +3,12 @@
 A task does four things: decode the job, skip it if the job was cancelled, run the plain pipeline
 function, and map each item's outcome to "record" or "retry". Items that failed transiently are
 resent as a smaller message of their own; the items that succeeded are not redone.
+
+What monitors see (Flower reads the workers' events; no result backend): the task's arguments
+are `Message.describe` (ids and counts, no URIs); a task returns its item counts, and a task
+with finally failed items raises `ItemsFailed` after recording them, so it shows as FAILURE with
+the counts and the first reasons. It is declared in ``throws``: Celery logs it as an expected
+outcome, without a traceback, and nothing retries it.
 """
 
 from __future__ import annotations
@@ -13,13 +19,13 @@ from typing import Any, TypeVar
 
 from celery import Celery, Task
 
-from framefleet.core.errors import JobDecodeError, JobNotFound
+from framefleet.core.errors import ItemsFailed, JobDecodeError, JobNotFound
 from framefleet.core.jobstate import JobStatus
 from framefleet.core.messages import ImageBatch, Message, VideoSegment
 from framefleet.core.summary import write_report
 from framefleet.inference.pipeline import ItemResult, failure, run_image_batch
 from framefleet.inference.video import process_segment
-from framefleet.queue import TASK_IMAGE_BATCH, TASK_VIDEO_SEGMENT, queue_name
+from framefleet.queue import TASK_IMAGE_BATCH, TASK_VIDEO_SEGMENT, task_options
 from workers import runtime
 
 log = logging.getLogger(__name__)
@@ -28,11 +34,13 @@ log = logging.getLogger(__name__)
 def register(app: Celery) -> None:
     """Register the framefleet tasks on ``app``."""
 
-    @app.task(name=TASK_IMAGE_BATCH, bind=True, max_retries=None)
-    def image_batch(self: Task, message: dict[str, Any]) -> None:
+    @app.task(name=TASK_IMAGE_BATCH, bind=True, max_retries=None, throws=(ItemsFailed,))
+    def image_batch(self: Task, message: dict[str, Any]) -> dict[str, Any]:
         job = _decode(ImageBatch, message)
-        if job is None or _cancelled(job):
-            return
+        if job is None:
+            return {"outcome": "dropped: malformed message"}
+        if _cancelled(job):
+            return {"job": job.job_id, "outcome": "skipped: job cancelled or unknown"}
         rt = runtime.current()
         done = rt.jobs.done_among(job.job_id, job.items)  # one round trip, not one per item
         results = run_image_batch(
@@ -43,22 +51,23 @@ def register(app: Celery) -> None:
             skip=done.__contains__,
         )
         with rt.observers.message(job):  # the batch runs lazily, as _settle iterates it
-            _settle(self, job, results)
+            return _settle(self, job, results)
 
-    @app.task(name=TASK_VIDEO_SEGMENT, bind=True, max_retries=None)
-    def video_segment(self: Task, message: dict[str, Any]) -> None:
+    @app.task(name=TASK_VIDEO_SEGMENT, bind=True, max_retries=None, throws=(ItemsFailed,))
+    def video_segment(self: Task, message: dict[str, Any]) -> dict[str, Any]:
         job = _decode(VideoSegment, message)
-        if job is None or _cancelled(job):
-            return
+        if job is None:
+            return {"outcome": "dropped: malformed message"}
+        if _cancelled(job):
+            return {"job": job.job_id, "outcome": "skipped: job cancelled or unknown"}
         rt = runtime.current()
         with rt.observers.message(job):
             try:
                 model = rt.models.get(job.model, job.engine)
             except Exception as exc:
-                _settle(self, job, [failure(job.item, exc)])
-                return
+                return _settle(self, job, [failure(job.item, exc)])
             src, dst = rt.storage(job.input_uri), rt.storage(job.output_uri)
-            _settle(self, job, [process_segment(job, src, dst, model)])
+            return _settle(self, job, [process_segment(job, src, dst, model)])
 
 
 J = TypeVar("J", ImageBatch, VideoSegment)
@@ -81,11 +90,20 @@ def _cancelled(job: Message) -> bool:
         return True
 
 
-def _settle(task: Task, job: Message, results: Iterable[ItemResult]) -> None:
+def _settle(task: Task, job: Message, results: Iterable[ItemResult]) -> dict[str, Any]:
     """Record final outcomes as they come; resend transient failures while attempts remain.
-    Every outcome passes through the runtime's observers once it is recorded."""
+    Every outcome passes through the runtime's observers once it is recorded.
+
+    Returns the item counts (the task's result, shown by Flower).
+
+    Raises:
+        Retry: some items failed transiently and are resent (after recording the others).
+        ItemsFailed: some items finally failed (after recording every outcome).
+    """
     rt = runtime.current()
     retry: list[str] = []
+    failed: list[ItemResult] = []
+    done = 0
     last_attempt = job.attempt >= rt.settings.max_retries
     for result in results:
         if result.transient and not last_attempt:
@@ -93,23 +111,38 @@ def _settle(task: Task, job: Message, results: Iterable[ItemResult]) -> None:
             rt.observers.on_item(job, result, "retry")
             continue
         if result.ok:
+            done += 1
             completed = rt.jobs.record(
                 job.job_id, result.item, ok=True, classes=result.classes, frames=result.frames
             )
         else:
+            failed.append(result)
             log.warning("item %s of job %s failed: %s", result.item, job.job_id, result.message)
             completed = rt.jobs.record(job.job_id, result.item, ok=False, reason=result.reason())
         rt.observers.on_item(job, result, "done" if result.ok else "failed")
         if completed:
             _report(job.job_id)
+    counts = {  # counts first: Flower's result column shows the start of this
+        "done": done,
+        "failed": len(failed),
+        "retrying": len(retry),
+        "skipped": len(job.items) - done - len(failed) - len(retry),  # done by an earlier run
+        "items": len(job.items),
+        "job": job.job_id,
+    }
     if retry:
         countdown = rt.settings.retry_backoff_s * 2**job.attempt
         log.warning("retrying %d item(s) of job %s in %.0f s", len(retry), job.job_id, countdown)
-        raise task.retry(
-            args=[job.with_items(tuple(retry), job.attempt + 1).encode()],
-            countdown=countdown,
-            queue=queue_name(job.model),
+        again = job.with_items(tuple(retry), job.attempt + 1)
+        raise task.retry(args=[again.encode()], countdown=countdown, **task_options(again))
+    if failed:
+        shown = "; ".join(f"{r.item}: {r.error}" for r in failed[:3])
+        more = f"; {len(failed) - 3} more" if len(failed) > 3 else ""
+        raise ItemsFailed(
+            f"{len(failed)} of {len(job.items)} items failed ({shown}{more}); {counts}; "
+            f"reasons: framefleet status {job.job_id}"
         )
+    return counts
 
 
 def _report(job_id: str) -> None:

@@ -94,6 +94,11 @@ def worker(
     app.worker_main(argv=argv)
 
 
+FLOWER_TASK_COLUMNS = "name,state,args,result,exception,received,runtime,worker"
+"""Columns of Flower's tasks page: ours carry readable arguments (job, model, item count) and
+return their item counts, so those columns say what each task did; the UUID column does not."""
+
+
 @main.command(epilog=HELP_EPILOG)
 @click.option(
     "--port",
@@ -124,6 +129,7 @@ def flower(settings: Settings, port: int, address: str, basic_auth: str | None) 
         "flower",
         f"--port={port}",
         f"--address={address}",
+        f"--tasks_columns={FLOWER_TASK_COLUMNS}",
     ]
     if basic_auth:
         cmd.append(f"--basic-auth={basic_auth}")

@@ -19,6 +19,7 @@ what arrived, and what to change.
     ├── InputError                  one item that cannot be processed (recorded, never retried)
     │   ├── ImageDecodeError        bytes that are not a decodable image
     │   └── VideoOpenError          a video OpenCV cannot open or decode
+    ├── ItemsFailed                 a task some of whose items finally failed (after recording)
     ├── JobDecodeError              a queue message that is not a valid one
     ├── DocumentError               a result document that is not one this version reads
     ├── BrokerError                 Redis (broker or job state) unreachable
@@ -82,6 +83,15 @@ class ImageDecodeError(InputError):
 
 class VideoOpenError(InputError):
     """OpenCV cannot open or decode the video, or it has no frame in the segment."""
+
+
+class ItemsFailed(PipelineError):
+    """Raised by a task after it recorded its outcomes, when some items finally failed.
+
+    It exists for monitors: Celery marks the task FAILURE, so Flower's task list and its
+    workers' failed counts show it. The items themselves are already recorded in the job state;
+    nothing retries this error.
+    """
 
 
 class DocumentError(PipelineError):

@@ -81,6 +81,16 @@ class ImageBatch(_Message):
         values["items"] = tuple(items)
         return cls(**values)
 
+    def describe(self) -> str:
+        """What monitors show as the task's arguments: ids and counts, never URIs (which may
+        carry credentials or presigned query strings)."""
+        retry = f", attempt {self.attempt}" if self.attempt else ""
+        n = len(self.items)
+        return (
+            f"{n} image{'s' if n != 1 else ''}, {self.model}, job {self.job_id}, "
+            f"batch {self.batch_no}{retry}"
+        )
+
     def with_items(self, items: tuple[str, ...], attempt: int) -> ImageBatch:
         """The same batch restricted to ``items``: what a retry resends."""
         return ImageBatch(**{**asdict(self), "items": items, "attempt": attempt})
@@ -112,6 +122,15 @@ class VideoSegment(_Message):
                 f"[{job.start_frame}, {job.end_frame})"
             )
         return job
+
+    def describe(self) -> str:
+        """What monitors show as the task's arguments (see `ImageBatch.describe`)."""
+        end = "end" if self.end_frame is None else str(self.end_frame)
+        retry = f", attempt {self.attempt}" if self.attempt else ""
+        return (
+            f"1 video, frames [{self.start_frame}, {end}), {self.model}, job {self.job_id}, "
+            f"segment {self.segment_no}{retry}"
+        )
 
     def with_items(self, items: tuple[str, ...], attempt: int) -> VideoSegment:
         """A retry of this segment (a segment has exactly one item)."""
