@@ -65,6 +65,9 @@ def test_flower_shows_workers_and_the_jobs_tasks_in_a_browser(
         wait_for_flower(flower, url)  # before the workers: Flower sees their events from the start
         fleet.start("alpha")
         fleet.start("beta")
+        # Workers send task events only while a monitor asks (Flower broadcasts enable_events
+        # every 5 s); ask now, as Flower would, so the job's first tasks are not missed.
+        create_app(settings).control.enable_events()
         src = open_storage(str(tmp_path / "in"))
         upload(src, media_images[:4])
         src.write_bytes("zz-broken-1.jpg", b"not a jpeg")  # sorted last: one batch, both fail
