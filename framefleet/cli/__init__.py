@@ -4,7 +4,16 @@ Every option has an environment variable. Worker, inference and demo code is imp
 the commands that need it, so producer-side commands never import OpenCV.
 """
 
-from framefleet.cli import demo, fleet, jobs, models, ops, run, submit  # noqa: F401  (registers commands)
+from framefleet.cli import (  # noqa: F401  (registers commands)
+    demo,
+    finetune,
+    fleet,
+    jobs,
+    models,
+    ops,
+    run,
+    submit,
+)
 from framefleet.cli.base import main
 
 __all__ = ["main"]

@@ -65,3 +65,27 @@ METRICS_PORT = 0
 
 EXPORTER_PORT = 9108
 """Port of ``framefleet exporter`` (queue depth per model and job progress)."""
+HOLDOUT = 0.25
+"""Share of each class held out from training (finetune, train) to measure accuracy and check the
+export's parity (FRAMEFLEET_HOLDOUT)."""
+
+PARITY_ATOL = 1e-4
+"""Largest absolute difference of class probabilities allowed between an exported ONNX run
+through cv2.dnn and the training side on the held-out images; a larger one refuses the export
+(FRAMEFLEET_PARITY_ATOL)."""
+
+LOCAL_MAX_ITEMS = 200
+"""Data sets up to this many images are embedded or scored in-process; larger ones go to the
+fleet as a job (FRAMEFLEET_LOCAL_MAX_ITEMS; --fleet / --local force either)."""
+
+LEARN_SEED = 0
+"""Seed of the held-out split and of training: the same data gives the same model."""
+
+HEAD_EPOCHS = 40
+"""Epochs of `framefleet finetune`'s new head (a few L-BFGS steps each for the linear head)."""
+
+DEEP_EPOCHS = 6
+"""Epochs of `framefleet finetune --method deep` (unfrozen last blocks + head, PyTorch)."""
+
+CNN_EPOCHS = 12
+"""Epochs of `framefleet train` (the small CNN from scratch, PyTorch)."""

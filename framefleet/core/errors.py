@@ -7,7 +7,8 @@ what arrived, and what to change.
     PipelineError
     ├── ConfigError                 bad settings, registry file or CLI option
     │   ├── UnknownModelError       a model name the registry does not know
-    │   └── JobNotFound             a job id this Redis does not hold
+    │   ├── JobNotFound             a job id this Redis does not hold
+    │   └── DatasetError            a labelled data set or ground truth that cannot be used
     ├── StorageError                anything the storage layer could not do
     │   ├── ObjectNotFound          a key or file that does not exist
     │   ├── BucketNotFound          an S3 bucket that does not exist
@@ -15,7 +16,8 @@ what arrived, and what to change.
     │       └── TransientStorageError  5xx, throttling, reset mid-request (also a RetryableError)
     ├── ModelError                  a model that cannot be fetched or loaded
     │   ├── ChecksumMismatch        a model or labels file whose sha256 differs from the registry
-    │   └── ModelLoadError          cv2.dnn refused the file, or a required file is missing
+    │   ├── ModelLoadError          cv2.dnn refused the file, or a required file is missing
+    │   └── ExportCheckError        an exported model whose cv2.dnn outputs differ from training
     ├── InputError                  one item that cannot be processed (recorded, never retried)
     │   ├── ImageDecodeError        bytes that are not a decodable image
     │   └── VideoOpenError          a video OpenCV cannot open or decode
@@ -45,6 +47,11 @@ class JobNotFound(ConfigError):
     """No job with that id in this Redis (deleted, or another Redis)."""
 
 
+class DatasetError(ConfigError):
+    """A labelled data set (ImageFolder layout) or ground-truth file that cannot be used: too few
+    classes or items, an unknown layout, a truth file that does not parse."""
+
+
 class StorageError(PipelineError):
     """The storage layer could not complete an operation."""
 
@@ -71,6 +78,11 @@ class ChecksumMismatch(ModelError):
 
 class ModelLoadError(ModelError):
     """cv2.dnn could not load the model, or one of its files is missing."""
+
+
+class ExportCheckError(ModelError):
+    """An exported model whose outputs through ``cv2.dnn`` differ from the training side's by more
+    than the stated tolerance; the export is refused."""
 
 
 class InputError(PipelineError):

@@ -19,6 +19,9 @@ result is passed down.
 | FRAMEFLEET_FORWARD_BATCH    | forward_batch       | 4 (where the model file takes it) |
 | FRAMEFLEET_METRICS_PORT     | metrics_port        | 0: no worker metrics           |
 | FRAMEFLEET_EXPORTER_PORT    | exporter_port       | 9108                           |
+| FRAMEFLEET_HOLDOUT          | holdout             | 0.25 (finetune, train)         |
+| FRAMEFLEET_PARITY_ATOL      | parity_atol         | 1e-4 (export parity check)     |
+| FRAMEFLEET_LOCAL_MAX_ITEMS  | local_max_items     | 200 (in-process up to this)    |
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ class Settings:
     forward_batch: int = defaults.FORWARD_BATCH
     metrics_port: int = defaults.METRICS_PORT
     exporter_port: int = defaults.EXPORTER_PORT
+    holdout: float = defaults.HOLDOUT
+    parity_atol: float = defaults.PARITY_ATOL
+    local_max_items: int = defaults.LOCAL_MAX_ITEMS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -99,6 +105,12 @@ class Settings:
             )
         if self.retry_backoff_s < 0:
             raise ConfigError(f"retry_backoff_s must be >= 0, got {self.retry_backoff_s}")
+        if not 0.0 < self.holdout < 1.0:
+            raise ConfigError(f"holdout must be a share between 0 and 1, got {self.holdout}")
+        if self.parity_atol <= 0:
+            raise ConfigError(f"parity_atol must be > 0, got {self.parity_atol}")
+        if self.local_max_items < 0:
+            raise ConfigError(f"local_max_items must be >= 0, got {self.local_max_items}")
         if self.max_retries < 0:
             raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -154,4 +166,7 @@ _ENV: list[tuple[str, str, Any]] = [
     ("forward_batch", "FRAMEFLEET_FORWARD_BATCH", int),
     ("metrics_port", "FRAMEFLEET_METRICS_PORT", int),
     ("exporter_port", "FRAMEFLEET_EXPORTER_PORT", int),
+    ("holdout", "FRAMEFLEET_HOLDOUT", float),
+    ("parity_atol", "FRAMEFLEET_PARITY_ATOL", float),
+    ("local_max_items", "FRAMEFLEET_LOCAL_MAX_ITEMS", int),
 ]

@@ -16,7 +16,11 @@ from framefleet.inference.engines import choose_engine
 from framefleet.inference.models.base import Adapter
 from framefleet.inference.models.deeplab import DeeplabAdapter
 from framefleet.inference.models.fastestdet import FastestDetAdapter
-from framefleet.inference.models.mobilenet import MobilenetAdapter
+from framefleet.inference.models.mobilenet import (
+    ClassifierAdapter,
+    EmbeddingAdapter,
+    MobilenetAdapter,
+)
 from framefleet.inference.models.ssd import SsdAdapter
 from framefleet.inference.models.ulfd import UlfdAdapter
 from framefleet.inference.models.yolox import YoloxAdapter
@@ -30,6 +34,8 @@ FAMILIES: dict[str, type[Adapter]] = {
         YunetAdapter,
         UlfdAdapter,
         MobilenetAdapter,
+        ClassifierAdapter,
+        EmbeddingAdapter,
         DeeplabAdapter,
         SsdAdapter,
     )

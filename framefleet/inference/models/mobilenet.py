@@ -101,3 +101,43 @@ class MobilenetAdapter(Adapter):
         """
         blob, _ = self.preprocess(image)
         return named_output(self.infer(blob), "embedding").reshape(-1)
+
+
+class ClassifierAdapter(MobilenetAdapter):
+    """Any ONNX classifier with an ``output`` (C probabilities) and an ``embedding`` output, family
+    ``classifier``: what ``framefleet finetune`` and ``framefleet train`` export. Labels are the
+    model's own classes, without ImageNet's background row.
+
+    Example:
+        >>> adapter = load_adapter(registry.get("my-shapes"), store)
+        >>> adapter(image).data["class_name"][0]
+        'triangle'
+    """
+
+    family = "classifier"
+
+
+class EmbeddingAdapter(MobilenetAdapter):
+    """MobileNetV2 whose result rows carry the image's embedding, family ``embedding``.
+
+    One row (the top-1 class) with ``data["embedding"]`` of shape (1, 1280): a job of this model
+    is how ``framefleet finetune`` extracts features on the fleet, with the job's usual progress,
+    retries and report, and with no change to the workers.
+
+    Example:
+        >>> adapter = load_adapter(registry.get("mobilenet-v2-embed"), store)
+        >>> adapter(image).data["embedding"].shape
+        (1, 1280)
+    """
+
+    family = "embedding"
+
+    def postprocess(self, raw: RawOutputs, meta: Meta) -> Detections:
+        top = super().postprocess(raw, meta)[:1]
+        embedding = named_output(raw, "embedding").reshape(1, -1)
+        return Detections(
+            xyxy=top.xyxy,
+            confidence=top.confidence,
+            class_id=top.class_id,
+            data={**top.data, "embedding": embedding[: len(top)]},
+        )

@@ -1,0 +1,138 @@
+"""`framefleet finetune`: transfer learning on a labelled folder, one ONNX out, registered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from framefleet.cli.base import HELP_EPILOG, _exits, main
+from framefleet.core import defaults
+from framefleet.core.settings import Settings
+
+FINETUNE_EPILOG = """\b
+Examples:
+  framefleet finetune --data ./labelled/ --base mobilenet-v2 --out ./shapes-model \\
+      --name shapes --models-file ./my-models.toml        # small set: in-process
+  framefleet --models-file my-models.toml finetune --data s3://photos/labelled/ \\
+      --out ./cats --name cats --fleet                    # features on the workers
+  framefleet --models-file my-models.toml worker --models shapes   # then serve it
+""" + HELP_EPILOG.split("\b", 2)[2]
+
+
+@main.command(epilog=FINETUNE_EPILOG)
+@click.option("--data", "data_uri", required=True, help="ImageFolder: one sub-folder per class.")
+@click.option("--base", default="mobilenet-v2", show_default=True, help="Registry base model.")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder."
+)
+@click.option("--name", help="Register the model under this name (in --models-file).")
+@click.option(
+    "--head",
+    "head_kind",
+    type=click.Choice(["linear", "mlp"]),
+    default="linear",
+    show_default=True,
+    help="Head of the head method: logistic regression or a one-hidden-layer MLP.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(1, 10_000),
+    envvar="FRAMEFLEET_EPOCHS",
+    show_envvar=True,
+    help=f"Epochs (default: {defaults.HEAD_EPOCHS} head, {defaults.DEEP_EPOCHS} deep).",
+)
+@click.option(
+    "--fleet/--local",
+    default=None,
+    help="Embed on the workers (a job) or in-process (default: by size, see --local-max-items).",
+)
+@click.option("--work", "work_uri", help="Output URI of the feature job (default: OUT/features).")
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0.01, 0.99),
+    envvar="FRAMEFLEET_HOLDOUT",
+    show_envvar=True,
+    help=f"Share held out per class (default {defaults.HOLDOUT}).",
+)
+@click.option(
+    "--parity-atol",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="FRAMEFLEET_PARITY_ATOL",
+    show_envvar=True,
+    help=f"Export tolerance on probabilities (default {defaults.PARITY_ATOL:g}).",
+)
+@click.option(
+    "--local-max-items",
+    type=click.IntRange(0),
+    envvar="FRAMEFLEET_LOCAL_MAX_ITEMS",
+    show_envvar=True,
+    help=f"Larger sets go to the fleet (default {defaults.LOCAL_MAX_ITEMS}).",
+)
+@click.pass_obj
+@_exits
+def finetune(
+    settings: Settings,
+    data_uri: str,
+    base: str,
+    out_dir: Path,
+    name: str | None,
+    head_kind: str,
+    epochs: int | None,
+    fleet: bool | None,
+    work_uri: str | None,
+    holdout: float | None,
+    parity_atol: float | None,
+    local_max_items: int | None,
+) -> None:
+    """Fine-tune BASE on your labelled images; export one ONNX that cv2.dnn serves.
+
+    Writes OUT/model.onnx (only if it matches the training side through cv2.dnn within
+    --parity-atol), labels.txt, training_curve.png and metrics.json; with --name, copies the
+    model under the model directory and adds it to --models-file, so workers serve it by name.
+    """
+    from framefleet.core.errors import ConfigError
+
+    settings = settings.with_(
+        holdout=holdout, parity_atol=parity_atol, local_max_items=local_max_items
+    )
+    if name and settings.models_file is None:
+        raise ConfigError(
+            "--name registers the model in your registry file: give --models-file FILE "
+            "(or FRAMEFLEET_MODELS); it is created if missing"
+        )
+
+    def echo(message: str) -> None:
+        click.echo(message, err=True)
+
+    from framefleet.learn.finetune import finetune as run
+
+    result = run(
+        settings,
+        data_uri,
+        base,
+        out_dir,
+        name=name,
+        head="mlp" if head_kind == "mlp" else "linear",
+        epochs=epochs or defaults.HEAD_EPOCHS,
+        fleet=fleet,
+        work_uri=work_uri,
+        echo=echo,
+    )
+    published, accuracy, baseline = (
+        result.published,
+        result.holdout_accuracy,
+        result.baseline_accuracy,
+    )
+    click.echo(f"model      {published.model_path}")
+    click.echo(f"accuracy   {accuracy:.3f} held-out (baseline {baseline:.3f})")
+    click.echo(
+        f"parity     max |dp| {published.parity.max_abs_diff:.2g} on "
+        f"{published.parity.items} held-out images (tolerance {published.parity.atol:g})"
+    )
+    if published.registered:
+        click.echo(
+            f"registered {published.registered.name} in {published.registered.registry_file}; "
+            f"serve it: framefleet --models-file {published.registered.registry_file} worker "
+            f"--models {published.registered.name}"
+        )
