@@ -26,7 +26,18 @@ TASK_IMAGE_BATCH = "framefleet.image_batch"
 TASK_VIDEO_SEGMENT = "framefleet.video_segment"
 """Task name of `VideoSegment` messages."""
 
-TASK_FOR_KIND = {"image_batch": TASK_IMAGE_BATCH, "video_segment": TASK_VIDEO_SEGMENT}
+TASK_VIDEO_PLAN = "framefleet.video_plan"
+"""Task name of `VideoPlan` messages."""
+
+TASK_VIDEO_MERGE = "framefleet.video_merge"
+"""Task name of `VideoMerge` messages."""
+
+TASK_FOR_KIND = {
+    "image_batch": TASK_IMAGE_BATCH,
+    "video_plan": TASK_VIDEO_PLAN,
+    "video_segment": TASK_VIDEO_SEGMENT,
+    "video_merge": TASK_VIDEO_MERGE,
+}
 
 
 def queue_name(model: str) -> str:

@@ -237,6 +237,13 @@ def status_block(record: JobRecord) -> str:
         lines.append(
             f"videos    {done}/{len(record.videos)} finished, segments {seg_done}/{seg_total}"
         )
+        for video in record.videos[:MAX_VIDEO_ROWS]:
+            state = f"  {video.state}" if video.state else ""
+            lines.append(
+                f"  {video.item}  {video.segments_done}/{video.segments_total} segments{state}"
+            )
+        if len(record.videos) > MAX_VIDEO_ROWS:
+            lines.append(f"  ... {len(record.videos) - MAX_VIDEO_ROWS} more videos")
     if record.error:
         lines.append(f"error     {record.error}")
     return "\n".join(lines)
@@ -256,4 +263,3 @@ def summary_table(record: JobRecord, failures: list[tuple[str, dict[str, object]
     if len(failures) > 20:
         lines.append(f"  ... {len(failures) - 20} more in _framefleet/failures.jsonl")
     return "\n".join(lines)
-

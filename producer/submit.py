@@ -18,7 +18,8 @@ from framefleet.core import defaults
 from framefleet.core.errors import ConfigError, ObjectNotFound, PipelineError
 from framefleet.core.inputs import classify, input_keys
 from framefleet.core.jobstate import JobStore
-from framefleet.core.messages import ImageBatch, Message, VideoSegment
+from framefleet.core.messages import ImageBatch, Message, VideoPlan
+from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 from framefleet.core.summary import write_report
@@ -43,9 +44,13 @@ def messages(
     batch_size: int,
     keys: Iterable[str],
     engine: str = "",
+    segment_seconds: float = defaults.SEGMENT_SECONDS,
+    sampling: Sampling | None = None,
 ) -> Iterator[tuple[Message, int]]:
-    """(message, item count) for ``keys``: images in batches of ``batch_size``, one per video;
-    ``engine`` is the job's own engine choice (empty: the worker's)."""
+    """(message, item count) for ``keys``: images in batches of ``batch_size``, one plan per
+    video (a worker probes it and splits it into segments of ``segment_seconds``, inferring the
+    frames ``sampling`` picks); ``engine`` is the job's own engine choice (empty: the worker's)."""
+    sampling = sampling or Sampling()
     batch: list[str] = []
     n = 0
 
@@ -63,8 +68,19 @@ def messages(
             if len(batch) >= batch_size:
                 yield flush()
         elif kind == "video":
-            yield VideoSegment(job_id, n, src.uri, dst.uri, model, key, engine=engine), 1
-            n += 1
+            plan = VideoPlan(
+                job_id=job_id,
+                input_uri=src.uri,
+                output_uri=dst.uri,
+                model=model,
+                item=key,
+                segment_seconds=segment_seconds,
+                every=sampling.every,
+                sample_fps=sampling.fps,
+                skip_static=sampling.skip_static,
+                engine=engine,
+            )
+            yield plan, 1
     if batch:
         yield flush()
 
@@ -90,8 +106,12 @@ def submit(
     dry_run: bool = False,
     on_created: Callable[[str], None] = lambda job_id: None,
     on_item: Callable[[str, str], None] = lambda key, kind: None,
+    sampling: Sampling | None = None,
 ) -> Submission:
     """List ``input_uri``, enqueue its media for ``model``, and record the job.
+
+    Videos are split into segments of ``settings.segment_seconds`` by the worker that plans
+    them; ``sampling`` says which of their frames are inferred (default: all).
 
     Args:
         engine: the job's engine (``cv2.dnn`` or ``onnxruntime``); empty: each worker's own.
@@ -136,15 +156,30 @@ def submit(
         return Submission(job_id=None, items=count, skipped=skipped, messages=0)
 
     jobs = JobStore.from_url(settings.redis_url)
-    params: dict[str, object] = {"batch_size": settings.batch_size}
+    sampling = sampling or Sampling()
+    params: dict[str, object] = {
+        "batch_size": settings.batch_size,
+        "segment_seconds": settings.segment_seconds,
+        "sampling": sampling.to_json(),
+    }
     if engine:
         params["engine"] = engine
     job_id = jobs.create(src.uri, dst.uri, model, params=params)
     on_created(job_id)
     items = sent = 0
+    listed = messages(
+        job_id,
+        src,
+        dst,
+        model,
+        settings.batch_size,
+        keys(),
+        engine,
+        settings.segment_seconds,
+        sampling,
+    )
     try:
-        plan = messages(job_id, src, dst, model, settings.batch_size, keys(), engine)
-        for message, count in plan:
+        for message, count in listed:
             jobs.add_items(job_id, count)  # before sending: the total never lags the outcomes
             send_job(app, message)
             items += count

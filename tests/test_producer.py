@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from framefleet.core.inputs import classify, input_keys
-from framefleet.core.messages import ImageBatch, VideoSegment
+from framefleet.core.messages import ImageBatch, VideoPlan
 from framefleet.core.storage import MemoryStorage
 from producer.submit import messages
 
@@ -33,17 +33,12 @@ def test_images_batch_and_videos_go_alone() -> None:
     planned = list(messages("j", src, dst, "yolox-nano", 2, keys))
     assert [(type(m).__name__, m.items, n) for m, n in planned] == [
         ("ImageBatch", ("1.jpg", "2.jpg"), 2),
-        ("VideoSegment", ("v.mp4",), 1),
+        ("VideoPlan", ("v.mp4",), 1),
         ("ImageBatch", ("3.jpg", "4.png"), 2),
         ("ImageBatch", ("5.jpg",), 1),
     ]
-    assert [m.batch_no if isinstance(m, ImageBatch) else m.segment_no for m, _ in planned] == [
-        0,
-        1,
-        2,
-        3,
-    ]
-    assert all(isinstance(m, (ImageBatch, VideoSegment)) for m, _ in planned)
+    assert [m.batch_no for m, _ in planned if isinstance(m, ImageBatch)] == [0, 1, 2]
+    assert all(isinstance(m, (ImageBatch, VideoPlan)) for m, _ in planned)
 
 
 def test_listing_is_lazy_and_skips_outputs_inside_the_input() -> None:

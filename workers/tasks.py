@@ -21,18 +21,17 @@ from celery import Celery, Task
 
 from framefleet.core.errors import ItemsFailed, JobDecodeError, JobNotFound
 from framefleet.core.jobstate import JobStatus
-from framefleet.core.messages import ImageBatch, Message, VideoSegment
+from framefleet.core.messages import ImageBatch, Message, VideoMerge, VideoPlan, VideoSegment
 from framefleet.core.summary import write_report
-from framefleet.inference.pipeline import ItemResult, failure, run_image_batch
-from framefleet.inference.video import process_segment
-from framefleet.queue import TASK_IMAGE_BATCH, TASK_VIDEO_SEGMENT, task_options
+from framefleet.inference.pipeline import ItemResult, run_image_batch
+from framefleet.queue import TASK_IMAGE_BATCH, task_options
 from workers import runtime
 
 log = logging.getLogger(__name__)
 
 
 def register(app: Celery) -> None:
-    """Register the framefleet tasks on ``app``."""
+    """Register the image task on ``app`` (`workers.video_tasks` registers the video ones)."""
 
     @app.task(name=TASK_IMAGE_BATCH, bind=True, max_retries=None, throws=(ItemsFailed,))
     def image_batch(self: Task, message: dict[str, Any]) -> dict[str, Any]:
@@ -53,24 +52,8 @@ def register(app: Celery) -> None:
         with rt.observers.message(job):  # the batch runs lazily, as _settle iterates it
             return _settle(self, job, results)
 
-    @app.task(name=TASK_VIDEO_SEGMENT, bind=True, max_retries=None, throws=(ItemsFailed,))
-    def video_segment(self: Task, message: dict[str, Any]) -> dict[str, Any]:
-        job = _decode(VideoSegment, message)
-        if job is None:
-            return {"outcome": "dropped: malformed message"}
-        if _cancelled(job):
-            return {"job": job.job_id, "outcome": "skipped: job cancelled or unknown"}
-        rt = runtime.current()
-        with rt.observers.message(job):
-            try:
-                model = rt.models.get(job.model, job.engine)
-            except Exception as exc:
-                return _settle(self, job, [failure(job.item, exc)])
-            src, dst = rt.storage(job.input_uri), rt.storage(job.output_uri)
-            return _settle(self, job, [process_segment(job, src, dst, model)])
 
-
-J = TypeVar("J", ImageBatch, VideoSegment)
+J = TypeVar("J", ImageBatch, VideoPlan, VideoSegment, VideoMerge)
 
 
 def _decode(cls: type[J], message: Any) -> J | None:

@@ -10,7 +10,7 @@ from celery.signals import worker_init, worker_process_init, worker_process_shut
 
 from framefleet.core.settings import Settings
 from framefleet.queue import create_app
-from workers import metrics, runtime, tasks
+from workers import metrics, runtime, tasks, video_tasks
 
 
 def worker_models(settings: Settings) -> tuple[str, ...]:
@@ -27,6 +27,7 @@ def build_app(settings: Settings) -> Celery:
     models = worker_models(settings)
     app = create_app(settings, models)
     tasks.register(app)
+    video_tasks.register(app)
 
     def _init(**_: Any) -> None:
         runtime.init_process(settings, models)

@@ -37,6 +37,32 @@ from framefleet.core.settings import Settings
     help="Images per task.",
 )
 @engine_option("This job's engine (default: each worker's --engine, else the registry entry's).")
+@click.option(
+    "--segment-seconds",
+    type=click.FloatRange(min=0.1),
+    envvar="FRAMEFLEET_SEGMENT_SECONDS",
+    show_envvar=True,
+    help="Split videos into segments of this many seconds, spread over the workers [10].",
+)
+@click.option(
+    "--every",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Videos: infer every N-th frame.",
+)
+@click.option(
+    "--fps",
+    "sample_fps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Videos: infer about F frames a second instead of --every.",
+)
+@click.option(
+    "--skip-static",
+    is_flag=True,
+    help="Videos: do not infer frames that barely changed since the last inferred one.",
+)
 @click.option("--dry-run", is_flag=True, help="List what would be submitted; enqueue nothing.")
 @click.option("--wait", is_flag=True, help="Show live progress and wait for the job to finish.")
 @click.pass_obj
@@ -48,16 +74,22 @@ def submit(
     model: str | None,
     batch_size: int | None,
     engine: str | None,
+    segment_seconds: float | None,
+    every: int,
+    sample_fps: float | None,
+    skip_static: bool,
     dry_run: bool,
     wait: bool,
 ) -> None:
     """Submit every image and video under INPUT_URI (folder, file:// or s3:// prefix)."""
     from framefleet.core.jobstate import JobStore
+    from framefleet.core.sampling import Sampling
     from framefleet.queue import create_app
     from producer.progress import summary_table, watch
     from producer.submit import submit as do_submit
 
-    settings = settings.with_(batch_size=batch_size)
+    settings = settings.with_(batch_size=batch_size, segment_seconds=segment_seconds)
+    sampling = Sampling(every=every, fps=sample_fps or 0.0, skip_static=skip_static)
     model = model or settings.registry().default
 
     def show(key: str, kind: str) -> None:
@@ -74,6 +106,7 @@ def submit(
         dry_run=dry_run,
         on_created=lambda job_id: click.echo(job_id),
         on_item=show,
+        sampling=sampling,
     )
     click.echo(
         f"{'would submit' if dry_run else 'submitted'} {result.items} items"

@@ -89,3 +89,24 @@ DEEP_EPOCHS = 6
 
 CNN_EPOCHS = 12
 """Epochs of `framefleet train` (the small CNN from scratch, PyTorch)."""
+SEGMENT_SECONDS = 10.0
+"""Length of the segments a video is split into for the fleet, seconds (FRAMEFLEET_SEGMENT_SECONDS).
+Shorter segments spread one video over more workers; each segment re-decodes from the keyframe
+before it and re-infers the overlap frames, so very short ones waste work."""
+
+SEGMENT_OVERLAP = 4
+"""Sampled frames a segment also infers before its start, only to warm up its tracker and to
+link its tracks with the previous segment's in the merge; they are not written twice."""
+
+SAMPLE_EVERY = 1
+"""Infer every N-th frame of a video (`submit --every`)."""
+
+STATIC_THRESHOLD = 2.0
+"""Motion gating (`submit --skip-static`): a sampled frame whose mean absolute difference from the
+last inferred frame (grey, 64 px wide, 0-255) is below this is not inferred."""
+
+VIDEO_CRF = 23
+"""x264 constant rate factor of annotated videos (lower: better and larger)."""
+
+VIDEO_PRESET = "veryfast"
+"""x264 preset of annotated videos: speed against file size at the same quality."""

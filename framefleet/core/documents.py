@@ -7,15 +7,18 @@ Python API or ``framefleet run`` made it. ``to_json`` gives the JSON-ready dict 
     {"schema": 1, "kind": "image" | "video", "source": "s3://bucket/photos/a.jpg",
      "model": {"name", "task", "sha256", "engine", "engine_version"},
      "image": {"width", "height"}, "results": {…Detections…},               # kind image
-     "video": {"width", "height", "fps", "frames"},                          # kind video
-     "segment": {"start_frame", "end_frame"}, "frames": [{"frame", "results"}, …],
+     "video": {"width", "height", "fps", "frames", "header_frames", "codec"},  # kind video
+     "sampling": {"every", "fps", "skip_static"},
+     "segments": [{"segment", "start_frame", "end_frame"}, …],
+     "frames_file": "clip.mp4.frames.jsonl",   # one `FrameResult` a line, every sampled frame
+     "summary": {…`VideoSummary`…},
      "timings_ms": {stage: ms}, "worker": "host:pid", "created_at": 1790000000.0}
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -136,29 +139,141 @@ class ImageDocument:
 
 @dataclass(frozen=True, eq=False)
 class FrameResult:
-    """The results of one video frame; ``frame`` is its index in the whole video."""
+    """The results of one sampled video frame: one line of a video's JSON Lines results file.
+
+    Attributes:
+        frame: index in the whole video (0-based). t: presentation time, seconds.
+        results: the detections, None when the frame was not inferred (see ``skipped``).
+        skipped: why it was not inferred (``"static"``: motion gating), else "".
+        segment: the segment that made it; worker: the process that made it (``host:pid``).
+        overlap: a segment's warm-up frame, owned by the previous segment (part files only).
+
+    Example:
+        >>> line = FrameResult(12, 1.2, detections, segment=0, worker="host:42")
+        >>> FrameResult.from_json(line.to_json()).frame
+        12
+    """
 
     frame: int
-    results: Detections
+    t: float = 0.0
+    results: Detections | None = None
+    skipped: str = ""
+    segment: int = 0
+    worker: str = ""
+    overlap: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON-ready dict."""
-        return {"frame": self.frame, "results": self.results.to_json()}
+        """The JSON-ready dict (one line of the results file)."""
+        body: dict[str, Any] = {"frame": self.frame, "t": self.t}
+        if self.results is not None:
+            body["results"] = self.results.to_json()
+        if self.skipped:
+            body["skipped"] = self.skipped
+        if self.overlap:
+            body["overlap"] = True
+        else:
+            body.update(segment=self.segment, worker=self.worker)
+        return body
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> FrameResult:
         """Parse `to_json`'s form."""
-        return cls(frame=int(obj["frame"]), results=Detections.from_json(obj["results"]))
+        results = obj.get("results")
+        return cls(
+            frame=int(obj["frame"]),
+            t=float(obj.get("t", 0.0)),
+            results=None if results is None else Detections.from_json(results),
+            skipped=str(obj.get("skipped", "")),
+            segment=int(obj.get("segment", 0)),
+            worker=str(obj.get("worker", "")),
+            overlap=bool(obj.get("overlap", False)),
+        )
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """Frames ``[start_frame, end_frame)`` of a video were segment ``segment``."""
+
+    segment: int
+    start_frame: int
+    end_frame: int
+
+    def to_json(self) -> dict[str, int]:
+        """The JSON-ready dict."""
+        return {
+            "segment": self.segment,
+            "start_frame": self.start_frame,
+            "end_frame": self.end_frame,
+        }
+
+
+@dataclass(frozen=True)
+class VideoSummary:
+    """What a whole video held, per the merge.
+
+    Attributes:
+        sampled_frames: lines in the results file; inferred_frames: of those, inferred;
+            skipped_static: not inferred by motion gating.
+        classes: detections per class name over the inferred frames.
+        frames_by_worker: sampled frames per worker process.
+        tracks: track id -> {"class", "first_frame", "last_frame", "frames"}.
+        timeline: objects per class over time: per second of video, the most objects of each
+            class seen in one frame of that second, ``[{"second": 0, "objects": {...}}, …]``.
+    """
+
+    sampled_frames: int = 0
+    inferred_frames: int = 0
+    skipped_static: int = 0
+    classes: dict[str, int] = field(default_factory=dict)
+    frames_by_worker: dict[str, int] = field(default_factory=dict)
+    tracks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-ready dict."""
+        return {
+            "sampled_frames": self.sampled_frames,
+            "inferred_frames": self.inferred_frames,
+            "skipped_static": self.skipped_static,
+            "classes": dict(self.classes),
+            "frames_by_worker": dict(self.frames_by_worker),
+            "tracks": {str(k): v for k, v in self.tracks.items()},
+            "timeline": list(self.timeline),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> VideoSummary:
+        """Parse `to_json`'s form."""
+        return cls(
+            sampled_frames=int(obj["sampled_frames"]),
+            inferred_frames=int(obj["inferred_frames"]),
+            skipped_static=int(obj["skipped_static"]),
+            classes={str(k): int(v) for k, v in obj["classes"].items()},
+            frames_by_worker={str(k): int(v) for k, v in obj["frames_by_worker"].items()},
+            tracks={int(k): dict(v) for k, v in obj["tracks"].items()},
+            timeline=list(obj["timeline"]),
+        )
 
 
 @dataclass(frozen=True, eq=False)
 class VideoDocument:
-    """The results of one model on frames ``[start_frame, end_frame)`` of a video.
+    """The results of one model on a whole video, written by the merge of its segments.
+
+    The per-frame results are not in the document but in ``frames_file`` (JSON Lines, one
+    `FrameResult` a line, in frame order), so an hour of video never sits in memory as one list.
 
     Attributes:
-        frames: the container's frame count (``CAP_PROP_FRAME_COUNT``, which some files misstate).
-        end_frame: None when the segment runs to the end of the video.
-        frame_results: one `FrameResult` per processed frame, in frame order.
+        frames: frames in the video, counted from its packets (``header_frames``: what the
+            container's header claims, 0 if it says nothing).
+        sampling: which frames were inferred: {"every", "fps", "skip_static"}.
+        segments: how the video was split across the fleet.
+        frames_file: key of the results file, relative to the output root.
+        summary: counts, tracks and objects per class over time.
+
+    Example:
+        >>> doc = read_document(storage.read_bytes("clips/walk.mp4.json"))
+        >>> doc.summary.sampled_frames, len(doc.segments)
+        (100, 5)
     """
 
     kind: ClassVar[str] = "video"
@@ -169,9 +284,12 @@ class VideoDocument:
     height: int
     fps: float
     frames: int
-    frame_results: list[FrameResult]
-    start_frame: int = 0
-    end_frame: int | None = None
+    frames_file: str
+    summary: VideoSummary
+    segments: list[SegmentInfo] = field(default_factory=list)
+    sampling: dict[str, Any] = field(default_factory=dict)
+    header_frames: int = 0
+    codec: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
     worker: str = ""
     created_at: float = 0.0
@@ -186,9 +304,13 @@ class VideoDocument:
                     "height": self.height,
                     "fps": self.fps,
                     "frames": self.frames,
+                    "header_frames": self.header_frames,
+                    "codec": self.codec,
                 },
-                "segment": {"start_frame": self.start_frame, "end_frame": self.end_frame},
-                "frames": [f.to_json() for f in self.frame_results],
+                "sampling": dict(self.sampling),
+                "segments": [s.to_json() for s in self.segments],
+                "frames_file": self.frames_file,
+                "summary": self.summary.to_json(),
             },
         )
 
@@ -200,18 +322,27 @@ class VideoDocument:
             DocumentError: another kind or schema version, or a missing or mistyped field.
         """
         with _parsing(obj, cls.kind):
-            video, segment = obj["video"], obj.get("segment") or {}
-            end = segment.get("end_frame")
+            video = obj["video"]
             return cls(
                 width=int(video["width"]),
                 height=int(video["height"]),
                 fps=float(video["fps"]),
                 frames=int(video["frames"]),
-                frame_results=[FrameResult.from_json(f) for f in obj["frames"]],
-                start_frame=int(segment.get("start_frame", 0)),
-                end_frame=None if end is None else int(end),
+                header_frames=int(video.get("header_frames", 0)),
+                codec=str(video.get("codec", "")),
+                frames_file=str(obj["frames_file"]),
+                summary=VideoSummary.from_json(obj["summary"]),
+                segments=[SegmentInfo(**s) for s in obj.get("segments", [])],
+                sampling=dict(obj.get("sampling", {})),
                 **_common(obj),
             )
+
+    def frame_results(self, read: Callable[[str], bytes]) -> Iterator[FrameResult]:
+        """The per-frame results, streamed from ``frames_file`` via ``read`` (a storage's
+        ``read_bytes``)."""
+        for line in read(self.frames_file).splitlines():
+            if line.strip():
+                yield FrameResult.from_json(json.loads(line))
 
 
 Document = ImageDocument | VideoDocument

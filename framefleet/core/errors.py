@@ -20,7 +20,8 @@ what arrived, and what to change.
     │   └── ExportCheckError        an exported model whose cv2.dnn outputs differ from training
     ├── InputError                  one item that cannot be processed (recorded, never retried)
     │   ├── ImageDecodeError        bytes that are not a decodable image
-    │   └── VideoOpenError          a video OpenCV cannot open or decode
+    │   └── VideoOpenError          a video that cannot be opened or decoded, has no frame, or
+    │                               ends before its header says (truncated)
     ├── ItemsFailed                 a task some of whose items finally failed (after recording)
     ├── JobDecodeError              a queue message that is not a valid one
     ├── DocumentError               a result document that is not one this version reads
@@ -94,7 +95,7 @@ class ImageDecodeError(InputError):
 
 
 class VideoOpenError(InputError):
-    """OpenCV cannot open or decode the video, or it has no frame in the segment."""
+    """The video cannot be opened or decoded, has no frame, or ends before its header says."""
 
 
 class ItemsFailed(PipelineError):

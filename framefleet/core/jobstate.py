@@ -28,6 +28,9 @@ import redis
 from framefleet.core import defaults
 from framefleet.core.errors import BrokerError, JobNotFound
 
+MAX_VIDEOS = 1000
+"""Videos whose progress a job snapshot carries (the first planned)."""
+
 
 class JobStatus(StrEnum):
     """Life of a job: listing -> running -> done; failed (could not list); cancelled."""
@@ -55,6 +58,21 @@ class VideoProgress:
     segments_total: int
     frames_done: int = 0
     frames_total: int | None = None
+    state: str = ""
+    """running, merging, merged or failed (`framefleet.core.videostate`)."""
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict, as `framefleet status --json` prints it."""
+        return {
+            "item": self.item,
+            "segments_done": self.segments_done,
+            "segments_total": self.segments_total,
+            "frames_done": self.frames_done,
+            "frames_total": self.frames_total,
+            "state": self.state,
+            "error": self.error,
+        }
 
     @property
     def finished(self) -> bool:
@@ -141,6 +159,7 @@ class JobRecord:
             "error": self.error,
             "params": self.params,
             "classes": self.classes,
+            "videos": [v.to_json() for v in self.videos],
         }
 
 
@@ -235,6 +254,11 @@ class JobStore:
         store = cls(client, prefix)
         store._call(client.ping)
         return store
+
+    def keys(self, job_id: str) -> list[str]:
+        """The job's Redis keys: hash, done set, failed hash, classes hash (for scripts that
+        record outcomes together with other state, such as `VideoStore`)."""
+        return self._keys(job_id)
 
     def _keys(self, job_id: str) -> list[str]:
         base = f"{self.prefix}:job:{job_id}"
@@ -403,6 +427,31 @@ class JobStore:
             classes={
                 k: int(v) for k, v in sorted(class_counts.items(), key=lambda kv: -int(kv[1]))
             },
+            videos=self._videos(job_id),
+        )
+
+    def _videos(self, job_id: str, limit: int = MAX_VIDEOS) -> tuple[VideoProgress, ...]:
+        """Segment progress of the job's first ``limit`` videos, in plan order."""
+        items = self._call(self.client.zrange, video_keys(self.prefix, job_id, "")[2], 0, limit - 1)
+        if not items:
+            return ()
+        pipe = self.client.pipeline(transaction=False)
+        for item in items:
+            video, done, _ = video_keys(self.prefix, job_id, item)
+            pipe.hgetall(video)
+            pipe.scard(done)
+        raw = self._call(pipe.execute)
+        return tuple(
+            VideoProgress(
+                item=item,
+                segments_done=int(n_done),
+                segments_total=int(info.get("segments", 0)),
+                frames_done=int(info.get("frames_done", 0)),
+                frames_total=int(info["frames"]) if "frames" in info else None,
+                state=info.get("state", ""),
+                error=info.get("error", ""),
+            )
+            for item, info, n_done in zip(items, raw[::2], raw[1::2], strict=True)
         )
 
     def failures(self, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -439,6 +488,13 @@ class JobStore:
             except JobNotFound:
                 continue
         return records
+
+
+def video_keys(prefix: str, job_id: str, item: str) -> tuple[str, str, str]:
+    """Keys of video ``item``'s segment state: hash, done-segments set, and the job's video
+    index (see `framefleet.core.videostate`)."""
+    base = f"{prefix}:job:{job_id}"
+    return f"{base}:video:{item}", f"{base}:video:{item}:done", f"{base}:videos"
 
 
 def _float(raw: str | None) -> float | None:

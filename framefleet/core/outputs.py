@@ -6,8 +6,11 @@ For an input ``photos/a.jpg`` under the input root, the outputs under ``--out`` 
     photos/a.jpg.json       the result document (schema below)
     _framefleet/summary.json, _framefleet/failures.jsonl   written once, when the job completes
 
-A video ``clips/b.mkv`` gives ``clips/b.mkv.mp4`` (annotated, mp4v) and ``clips/b.mkv.json``;
-an ``.mp4`` input keeps its name.
+A video ``clips/b.mkv`` gives ``clips/b.mkv.mp4`` (annotated, H.264), ``clips/b.mkv.json`` (its
+document and summary) and ``clips/b.mkv.frames.jsonl`` (one sampled frame a line, in frame order);
+an ``.mp4`` input keeps its name. While a video job runs, each segment writes its part under
+``_framefleet/parts/<job>/<item>/<segment>.{mp4,jsonl}``; the merge deletes them once it has
+published the whole video.
 
 Result document (``schema`` = `framefleet.core.results.SCHEMA_VERSION`)::
 
@@ -42,6 +45,21 @@ def annotated_key(item: str, video: bool = False) -> str:
         return item if ext == ".mp4" else f"{item}.mp4"
     # Every input image format is also one we encode, so the annotated copy keeps it.
     return item if ext in defaults.IMAGE_SUFFIXES else f"{item}.jpg"
+
+
+def frames_key(item: str) -> str:
+    """Key of the JSON Lines results of video ``item`` (one sampled frame a line)."""
+    return f"{item}.frames.jsonl"
+
+
+def part_key(job_id: str, item: str, segment: int, ext: str) -> str:
+    """Key of segment ``segment``'s part of video ``item`` (``ext``: ``mp4`` or ``jsonl``).
+
+    Example:
+        >>> part_key("j1", "clips/a.mp4", 3, "mp4")
+        '_framefleet/parts/j1/clips/a.mp4/00003.mp4'
+    """
+    return f"{defaults.REPORT_DIR}/parts/{job_id}/{item}/{segment:05d}.{ext}"
 
 
 def report_key(name: str) -> str:

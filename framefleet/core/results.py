@@ -11,7 +11,8 @@ JSON form (schema version `SCHEMA_VERSION`)::
     {"xyxy": [[x1, y1, x2, y2], ...], "confidence": [...], "class_id": [...],
      "landmarks": [[[x, y], ...], ...] | null,
      "mask": [{"size": [h, w], "counts": [...]}, ...] | null,  # COCO RLE, column-major
-     "data": {"name": [...], ...}}
+     "data": {"name": [...], ...},
+     "tracker_id": [...] | null}  # video: the object's track across frames (-1: not tracked)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Detections:
         landmarks: optional (N, K, 2) float32 points in pixels (e.g. 5 face landmarks).
         mask: optional (N, H, W) bool masks at image resolution.
         data: extra per-row arrays, each of length N (e.g. ``class_name``).
+        tracker_id: optional (N,) int64 track ids given by a tracker (-1: row not tracked).
 
     Raises:
         ValueError: a field's shape does not match N.
@@ -55,6 +57,7 @@ class Detections:
     landmarks: npt.NDArray[np.float32] | None = None
     mask: npt.NDArray[np.bool_] | None = None
     data: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+    tracker_id: npt.NDArray[np.int64] | None = None
 
     def __post_init__(self) -> None:
         # Normalise dtypes once here so every consumer can rely on them.
@@ -83,6 +86,13 @@ class Detections:
             if mask.ndim != 3 or mask.shape[0] != n:
                 raise ValueError(f"mask must be {n}×H×W, got shape {mask.shape}")
             object.__setattr__(self, "mask", mask)
+        if self.tracker_id is not None:
+            ids = np.asarray(self.tracker_id, dtype=np.int64).reshape(-1)
+            if ids.shape != (n,):
+                raise ValueError(
+                    f"tracker_id must have shape ({n},) to match xyxy, got {ids.shape}"
+                )
+            object.__setattr__(self, "tracker_id", ids)
         for key, value in self.data.items():
             if len(value) != n:
                 raise ValueError(f"data[{key!r}] must have length {n}, got {len(value)}")
@@ -110,6 +120,19 @@ class Detections:
             landmarks=None if self.landmarks is None else self.landmarks[index],
             mask=None if self.mask is None else self.mask[index],
             data={k: np.asarray(v)[index] for k, v in self.data.items()},
+            tracker_id=None if self.tracker_id is None else self.tracker_id[index],
+        )
+
+    def with_tracker_id(self, tracker_id: npt.NDArray[np.int64] | None) -> Detections:
+        """The same rows with ``tracker_id`` set (None removes it)."""
+        return Detections(
+            xyxy=self.xyxy,
+            confidence=self.confidence,
+            class_id=self.class_id,
+            landmarks=self.landmarks,
+            mask=self.mask,
+            data=self.data,
+            tracker_id=tracker_id,
         )
 
     @classmethod
@@ -136,6 +159,7 @@ class Detections:
             class_id=np.concatenate([p.class_id for p in items]),
             landmarks=cat("landmarks"),
             mask=cat("mask"),
+            tracker_id=cat("tracker_id"),
             data={k: np.concatenate([np.asarray(p.data[k]) for p in items]) for k in keys},
         )
 
@@ -150,6 +174,7 @@ class Detections:
             else np.round(self.landmarks.astype(np.float64), 2).tolist(),
             "mask": None if self.mask is None else [rle_encode(m) for m in self.mask],
             "data": {k: np.asarray(v).tolist() for k, v in self.data.items()},
+            "tracker_id": None if self.tracker_id is None else self.tracker_id.tolist(),
         }
 
     @classmethod
@@ -157,6 +182,7 @@ class Detections:
         """Inverse of `to_json` (boxes and scores keep the rounding `to_json` applied)."""
         masks = obj.get("mask")
         landmarks = obj.get("landmarks")
+        tracker_id = obj.get("tracker_id")
         return cls(
             xyxy=np.asarray(obj["xyxy"], np.float32).reshape(-1, 4),
             confidence=np.asarray(obj["confidence"], np.float32),
@@ -164,6 +190,7 @@ class Detections:
             landmarks=None if landmarks is None else np.asarray(landmarks, np.float32),
             mask=np.stack([rle_decode(m) for m in masks]) if masks else None,
             data={k: np.asarray(v) for k, v in obj.get("data", {}).items()},
+            tracker_id=None if tracker_id is None else np.asarray(tracker_id, np.int64),
         )
 
 

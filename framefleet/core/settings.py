@@ -22,6 +22,7 @@ result is passed down.
 | FRAMEFLEET_HOLDOUT          | holdout             | 0.25 (finetune, train)         |
 | FRAMEFLEET_PARITY_ATOL      | parity_atol         | 1e-4 (export parity check)     |
 | FRAMEFLEET_LOCAL_MAX_ITEMS  | local_max_items     | 200 (in-process up to this)    |
+| FRAMEFLEET_SEGMENT_SECONDS  | segment_seconds     | 10.0 (video segment length)    |
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Settings:
     holdout: float = defaults.HOLDOUT
     parity_atol: float = defaults.PARITY_ATOL
     local_max_items: int = defaults.LOCAL_MAX_ITEMS
+    segment_seconds: float = defaults.SEGMENT_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -103,6 +105,8 @@ class Settings:
                 f"engine must be one of {', '.join(defaults.ENGINES)} (or empty), got "
                 f"{self.engine!r}"
             )
+        if self.segment_seconds <= 0:
+            raise ConfigError(f"segment_seconds must be positive, got {self.segment_seconds}")
         if self.retry_backoff_s < 0:
             raise ConfigError(f"retry_backoff_s must be >= 0, got {self.retry_backoff_s}")
         if not 0.0 < self.holdout < 1.0:
@@ -169,4 +173,5 @@ _ENV: list[tuple[str, str, Any]] = [
     ("holdout", "FRAMEFLEET_HOLDOUT", float),
     ("parity_atol", "FRAMEFLEET_PARITY_ATOL", float),
     ("local_max_items", "FRAMEFLEET_LOCAL_MAX_ITEMS", int),
+    ("segment_seconds", "FRAMEFLEET_SEGMENT_SECONDS", float),
 ]

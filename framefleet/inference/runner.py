@@ -22,12 +22,11 @@ import cv2
 from framefleet.core import defaults
 from framefleet.core.errors import ConfigError
 from framefleet.core.inputs import classify, input_keys
-from framefleet.core.messages import VideoSegment
 from framefleet.core.outputs import report_key
 from framefleet.core.storage import Storage, open_storage
 from framefleet.inference.loaded import LoadedModel, load_model
 from framefleet.inference.pipeline import ItemResult, failure, process_image
-from framefleet.inference.video import process_segment
+from framefleet.inference.video.whole import process_video
 
 RUN_JOB_ID = "local"
 """The job id a local run puts in the messages it builds (it records no job anywhere)."""
@@ -159,8 +158,7 @@ def _process(model: LoadedModel, src: Storage, dst: Storage, key: str, kind: str
     if kind == "image":
         return process_image(key, src, dst, model)
     try:
-        segment = VideoSegment(RUN_JOB_ID, 0, src.uri, dst.uri, model.spec.name, key)
-        return process_segment(segment, src, dst, model)
+        return process_video(key, src, dst, model, job_id=RUN_JOB_ID, threads=cv2.getNumThreads())
     except Exception as exc:  # a bad video is one failed item, never a failed run
         return failure(key, exc)
 

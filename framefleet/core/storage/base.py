@@ -22,6 +22,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from framefleet.core.errors import StorageError
 
@@ -119,6 +120,30 @@ class Storage(ABC):
             StorageUnavailable: The store is unreachable or refuses our credentials.
             StorageError: The prefix is invalid, or any other failure.
         """
+
+    def download(self, key: str, path: Path) -> None:
+        """Copy object ``key`` to the local file ``path`` (for readers that need a file).
+
+        The default reads the object into memory; S3 streams it with boto3's managed transfer
+        (ranged parts in parallel) and local storage copies the file, so a large video never sits
+        in memory. Raises as `read_bytes`.
+        """
+        path.write_bytes(self.read_bytes(key))
+
+    def upload(self, path: Path, key: str) -> None:
+        """Create or replace object ``key`` with the local file ``path``; raises as `write_bytes`.
+
+        The default reads the file into memory; S3 and local storage stream it.
+        """
+        self.write_bytes(key, path.read_bytes())
+
+    def delete(self, key: str) -> None:
+        """Remove object ``key``; a missing key is not an error. Raises as `write_bytes`."""
+        raise StorageError(f"{type(self).__name__} cannot delete {self.uri_for(key)}")
+
+    def local_path(self, key: str) -> Path | None:
+        """The filesystem path of ``key`` when the storage is a local folder, else None."""
+        return None
 
     def uri_for(self, key: str) -> str:
         """Return the full URI of ``key``, e.g. ``s3://bucket/prefix/cats/001.jpg``."""

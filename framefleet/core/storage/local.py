@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -79,6 +80,36 @@ class LocalStorage(Storage):
             _write_atomic(path, data)
         except OSError as exc:
             raise self._translate(exc, "write", key) from exc
+
+    def download(self, key: str, path: Path) -> None:
+        """Copy the file; see `Storage.download`."""
+        try:
+            shutil.copyfile(self.path_for(key), path)
+        except OSError as exc:
+            raise self._translate(exc, "read", key) from exc
+
+    def upload(self, path: Path, key: str) -> None:
+        """Copy ``path`` next to the key, then rename it over the key (atomic)."""
+        target = self.path_for(key)
+        temp = target.with_name(TEMP_PREFIX + secrets.token_hex(8))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, temp)
+            os.replace(temp, target)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise self._translate(exc, "write", key) from exc
+
+    def delete(self, key: str) -> None:
+        """Unlink the file; see `Storage.delete`."""
+        try:
+            self.path_for(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._translate(exc, "delete", key) from exc
+
+    def local_path(self, key: str) -> Path | None:
+        """`path_for` ``(key)``: readers open the file in place."""
+        return self.path_for(key)
 
     def exists(self, key: str) -> bool:
         """Tell whether a regular file (or a symlink to one) has this key."""

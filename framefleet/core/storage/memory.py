@@ -136,6 +136,13 @@ class MemoryStorage(Storage):
             self._store.objects[full] = bytes(data)
             self._store.content_types[full] = guessed
 
+    def delete(self, key: str) -> None:
+        """Forget the key; see `Storage.delete`."""
+        full = self._full_key(key)
+        with self._store.lock:
+            self._store.objects.pop(full, None)
+            self._store.content_types.pop(full, None)
+
     def exists(self, key: str) -> bool:
         """Tell whether the key is stored; see `Storage.exists`."""
         full = self._full_key(key)

@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3  # type: ignore[import-untyped, unused-ignore]
@@ -203,6 +204,27 @@ class S3Storage(Storage):
         guessed = content_type or mimetypes.guess_type(key)[0] or "application/octet-stream"
         with self._errors("write", key):
             self.client.put_object(Bucket=self.bucket, Key=full, Body=data, ContentType=guessed)
+
+    def download(self, key: str, path: Path) -> None:
+        """boto3's managed download (ranged GETs in parallel); see `Storage.download`."""
+        full = self.prefix + check_key(key)
+        with self._errors("read", key):
+            self.client.download_file(self.bucket, full, str(path))
+
+    def upload(self, path: Path, key: str) -> None:
+        """boto3's managed upload (multipart above 8 MiB); see `Storage.upload`."""
+        full = self.prefix + check_key(key)
+        guessed = mimetypes.guess_type(key)[0] or "application/octet-stream"
+        with self._errors("write", key):
+            self.client.upload_file(
+                str(path), self.bucket, full, ExtraArgs={"ContentType": guessed}
+            )
+
+    def delete(self, key: str) -> None:
+        """DeleteObject; see `Storage.delete`."""
+        full = self.prefix + check_key(key)
+        with self._errors("delete", key):
+            self.client.delete_object(Bucket=self.bucket, Key=full)
 
     def exists(self, key: str) -> bool:
         """HeadObject; on a 404, HeadBucket tells a missing key from a missing bucket."""
