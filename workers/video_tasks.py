@@ -14,7 +14,7 @@ one message per task and one item outcome per video (its merge, or the failure t
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Celery, Task
 
@@ -40,21 +40,15 @@ from workers.tasks import _cancelled, _decode, _report
 
 log = logging.getLogger(__name__)
 
-SKIPPED = {"outcome": "skipped: job cancelled or unknown"}
-MALFORMED = {"outcome": "dropped: malformed message"}
-
-
 def register(app: Celery) -> None:
     """Register the three video tasks on ``app``."""
     tracking.preload()
 
     @app.task(name=TASK_VIDEO_PLAN, bind=True, max_retries=None, throws=(ItemsFailed,))
     def video_plan(self: Task, message: dict[str, Any]) -> dict[str, Any]:
-        job = _decode(VideoPlan, message)
+        job, skipped = _start(VideoPlan, message)
         if job is None:
-            return MALFORMED
-        if _cancelled(job):
-            return {"job": job.job_id, **SKIPPED}
+            return skipped
         rt = runtime.current()
         videos = VideoStore(rt.jobs)
         if videos.state(job.job_id, job.item) not in ("", "running"):
@@ -78,11 +72,9 @@ def register(app: Celery) -> None:
 
     @app.task(name=TASK_VIDEO_SEGMENT, bind=True, max_retries=None, throws=(ItemsFailed,))
     def video_segment(self: Task, message: dict[str, Any]) -> dict[str, Any]:
-        job = _decode(VideoSegment, message)
+        job, skipped = _start(VideoSegment, message)
         if job is None:
-            return MALFORMED
-        if _cancelled(job):
-            return {"job": job.job_id, **SKIPPED}
+            return skipped
         rt = runtime.current()
         videos = VideoStore(rt.jobs)
         if videos.state(job.job_id, job.item) != "running":
@@ -121,11 +113,9 @@ def register(app: Celery) -> None:
 
     @app.task(name=TASK_VIDEO_MERGE, bind=True, max_retries=None, throws=(ItemsFailed,))
     def video_merge(self: Task, message: dict[str, Any]) -> dict[str, Any]:
-        job = _decode(VideoMerge, message)
+        job, skipped = _start(VideoMerge, message)
         if job is None:
-            return MALFORMED
-        if _cancelled(job):
-            return {"job": job.job_id, **SKIPPED}
+            return skipped
         rt = runtime.current()
         if rt.jobs.is_done(job.job_id, job.item):
             return {"job": job.job_id, "outcome": "skipped: merged by an earlier run"}
@@ -154,6 +144,19 @@ def register(app: Celery) -> None:
             if completed:
                 _report(job.job_id)
         return {"frames": result.frames, "segments": job.segments, "job": job.job_id}
+
+
+J = TypeVar("J", VideoPlan, VideoSegment, VideoMerge)
+
+
+def _start(cls: type[J], message: Any) -> tuple[J | None, dict[str, Any]]:
+    """The message as ``cls``, or None and why the task does nothing (malformed, cancelled)."""
+    job = _decode(cls, message)
+    if job is None:
+        return None, {"outcome": "dropped: malformed message"}
+    if _cancelled(job):
+        return None, {"job": job.job_id, "outcome": "skipped: job cancelled or unknown"}
+    return job, {}
 
 
 def _video_failed(task: Task, job: VideoPlan | VideoMerge, result: ItemResult) -> dict[str, Any]:
