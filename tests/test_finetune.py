@@ -32,6 +32,9 @@ from framefleet.learn.publish import publish
 from framefleet.learn.register import readable
 
 
+CROPS_PER_CLASS = 16
+
+
 @pytest.fixture(scope="module")
 def shapes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("shapes")
@@ -42,8 +45,8 @@ def shapes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def crops_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("crops")
-    counts = media_crops(root, per_class=24)
-    assert counts == {"person": 24, "bottle": 24, "car": 24}, counts
+    counts = media_crops(root, per_class=CROPS_PER_CLASS)
+    assert counts == dict.fromkeys(("person", "bottle", "car"), CROPS_PER_CLASS), counts
     return root
 
 
@@ -90,11 +93,14 @@ def test_head_beats_nearest_centroid_and_passes_parity(
 def test_broken_export_fails_parity_with_numbers(
     shapes_dir: Path, learn_settings: Settings, tmp_path: Path
 ) -> None:
-    data = image_folder(str(shapes_dir))
+    # three classes, 8 images each: enough to train a head whose export can be broken
+    full = image_folder(str(shapes_dir))
+    data = full.subset(np.flatnonzero(full.labels < 3)[np.r_[0:8, 40:48, 80:88]])
+    data = type(data)(data.storage, data.keys, data.labels, data.classes[:3])
     train, held = split(data, 0.25)
     emb = embed_locally(data, readable(learn_settings), "mobilenet-v2")
     head = train_head(
-        emb.rows(train), data.labels[train], emb.rows(held), data.labels[held], 4, epochs=5
+        emb.rows(train), data.labels[train], emb.rows(held), data.labels[held], 3, epochs=5
     )
     layers = head.layers()
     # the classic mistake: exporting the classifier's weights without the folded-in scaler
@@ -155,7 +161,7 @@ def test_finetune_on_fleet_then_serve_through_workers(
     print(result.stdout, result.stderr[-3000:])
     metrics = json.loads((out / "metrics.json").read_text())
     job = job_store.get(metrics["feature_job"])  # features came from a real job on the worker
-    assert (job.total, job.done, job.failed) == (72, 72, 0)
+    assert (job.total, job.done, job.failed) == (3 * CROPS_PER_CLASS,) * 2 + (0,)
     first_car = "car/" + sorted(p.name for p in (crops_dir / "car").iterdir())[0]
     feature_doc = json.loads(open_storage(str(out / "features")).read_bytes(result_key(first_car)))
     assert feature_doc["model"]["name"] == "mobilenet-v2-embed"
@@ -183,7 +189,7 @@ def test_finetune_on_fleet_then_serve_through_workers(
     assert served.returncode == 0, served.stderr
     job_id = served.stdout.splitlines()[0].strip()
     record = wait_for_job(job_store, job_id)
-    assert (record.done, record.failed) == (72, 0)
+    assert (record.done, record.failed) == (3 * CROPS_PER_CLASS, 0)
     dst = open_storage(str(tmp_path / "served"))
     keys = sorted(str(p.relative_to(crops_dir)) for p in crops_dir.rglob("*.png"))
     right = 0
@@ -202,3 +208,11 @@ def test_finetune_on_fleet_then_serve_through_workers(
         assert abs(float(top.confidence[0]) - float(want[i].max())) < 1e-3
         right += top.data["class_name"][0] == key.split("/")[0]
     assert right >= 0.9 * len(keys)
+
+    # evaluate scores the finished job's outputs without rerunning it
+    scored = run_cli(learn, "evaluate", "--job", job_id, "--out", str(tmp_path / "eval"))
+    assert scored.returncode == 0, scored.stderr
+    evaluation = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluation["job_id"] == job_id
+    assert evaluation["accuracy"] == pytest.approx(right / len(keys))
+    assert sum(map(sum, evaluation["confusion"]["matrix"])) == len(keys)

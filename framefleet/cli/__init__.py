@@ -6,6 +6,7 @@ the commands that need it, so producer-side commands never import OpenCV.
 
 from framefleet.cli import (  # noqa: F401  (registers commands)
     demo,
+    evaluate,
     finetune,
     fleet,
     jobs,

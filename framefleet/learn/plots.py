@@ -56,6 +56,7 @@ def confusion_matrix(matrix: npt.NDArray[np.int64], classes: Sequence[str], path
     ConfusionMatrixDisplay(matrix, display_labels=list(classes)).plot(
         ax=ax, colorbar=False, xticks_rotation=45
     )
+    plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     ax.set_title("confusion matrix")
     return _save(plt, fig, path)
 
