@@ -31,7 +31,6 @@ from framefleet.learn.parity import cv_dnn_probabilities
 from framefleet.learn.publish import publish
 from framefleet.learn.register import readable
 
-
 CROPS_PER_CLASS = 16
 
 
