@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import click
 
 from framefleet.core.jobstate import JobStore
+from framefleet.core.outputs import report_key
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from framefleet.queue import create_app
@@ -99,11 +101,15 @@ def run_demo(
 
         local_out = workdir / "outputs"
         dst = open_storage(out_uri)
+        deadline = time.monotonic() + 60  # the worker that completed the job writes it next
+        while not dst.exists(report_key("report.html")) and time.monotonic() < deadline:
+            time.sleep(0.2)
         for obj in dst.list():
             target = local_out / obj.key
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(dst.read_bytes(obj.key))
         say(f"outputs: {out_uri} (copied to {local_out})")
+        say(f"report: {(local_out / report_key('report.html')).as_uri()}")
         say(f"logs: {workdir}")
         if keep:
             pids = " ".join(str(p.pid) for p in processes)

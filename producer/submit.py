@@ -22,8 +22,8 @@ from framefleet.core.messages import ImageBatch, Message, VideoPlan
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
-from framefleet.core.summary import write_report
 from framefleet.queue import send_job
+from framefleet.report import write_reports
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,6 @@ def submit(
         jobs.fail(job_id, f"listing stopped after {items} items: {exc}")
         raise
     if jobs.finish_listing(job_id):  # every task already finished (or there was nothing to do)
-        write_report(jobs, job_id)
+        write_reports(jobs, job_id)
     log.info("job %s: %d items in %d messages, %d skipped", job_id, items, sent, skipped)
     return Submission(job_id=job_id, items=items, skipped=skipped, messages=sent)

@@ -22,9 +22,9 @@ from celery import Celery, Task
 from framefleet.core.errors import ItemsFailed, JobDecodeError, JobNotFound
 from framefleet.core.jobstate import JobStatus
 from framefleet.core.messages import ImageBatch, Message, VideoMerge, VideoPlan, VideoSegment
-from framefleet.core.summary import write_report
 from framefleet.inference.pipeline import ItemResult, run_image_batch
 from framefleet.queue import TASK_IMAGE_BATCH, task_options
+from framefleet.report import write_reports
 from workers import runtime
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,13 @@ def _settle(task: Task, job: Message, results: Iterable[ItemResult]) -> dict[str
 
 def _report(job_id: str) -> None:
     try:
-        record = write_report(runtime.current().jobs, job_id)
-        log.info("job %s complete: %d done, %d failed", job_id, record.done, record.failed)
-    except Exception as exc:  # the outputs are safe; only the summary is late
-        log.error("job %s complete but its report was not written: %s", job_id, exc)
+        page = write_reports(runtime.current().jobs, job_id)
+        log.info("job %s complete; report: %s", job_id, page)
+    except Exception as exc:  # the outputs are safe; only the report is late
+        log.error(
+            "job %s complete but its report was not written: %s; rewrite it with "
+            "`framefleet report %s`",
+            job_id,
+            exc,
+            job_id,
+        )

@@ -12,6 +12,7 @@ from framefleet.cli import (  # noqa: F401  (registers commands)
     jobs,
     models,
     ops,
+    report,
     run,
     submit,
 )

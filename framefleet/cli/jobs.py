@@ -15,20 +15,23 @@ from framefleet.core.settings import Settings
 @click.option("--watch", "live", is_flag=True, help="Live progress bar until the job finishes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
 @click.option(
-    "--write-report", is_flag=True, help="(Re)write _framefleet/summary.json and failures.jsonl."
+    "--write-report",
+    is_flag=True,
+    help="(Re)write _framefleet/summary.json, failures.jsonl and report.html.",
 )
 @click.pass_obj
 @_exits
 def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_report: bool) -> None:
     """Counts, throughput, ETA and failures of JOB_ID."""
     from framefleet.core.jobstate import JobStore
-    from framefleet.core.summary import write_report as do_write
+    from framefleet.report import write_reports
     from producer.progress import summary_table, watch
 
     jobs = JobStore.from_url(settings.redis_url)
     record = watch(jobs, job_id) if live else jobs.get(job_id)
     if write_report:
-        record = do_write(jobs, job_id)
+        click.echo(f"report: {write_reports(jobs, job_id)}", err=True)
+        record = jobs.get(job_id)
     if as_json:
         click.echo(json.dumps(record.to_json(), indent=2))
     else:

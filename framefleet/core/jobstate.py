@@ -466,6 +466,22 @@ class JobStore:
         except redis.RedisError as exc:
             raise BrokerError(f"Redis at {_describe(self.client)} failed: {exc}") from exc
 
+    def sample_done(self, job_id: str, count: int) -> list[str]:
+        """Up to ``count`` distinct succeeded items, chosen at random (for reports)."""
+        items = self._call(self.client.srandmember, self._keys(job_id)[1], count)
+        return sorted(items or [])
+
+    def scan_done(self, job_id: str) -> Iterator[str]:
+        """Every succeeded item, streamed with SSCAN (order unspecified).
+
+        Raises:
+            BrokerError: Redis failed while streaming.
+        """
+        try:
+            yield from self.client.sscan_iter(self._keys(job_id)[1], count=1000)
+        except redis.RedisError as exc:
+            raise BrokerError(f"Redis at {_describe(self.client)} failed: {exc}") from exc
+
     def is_done(self, job_id: str, item: str) -> bool:
         """True if ``item`` already succeeded (lets a redelivered task skip finished work)."""
         return bool(self._call(self.client.sismember, self._keys(job_id)[1], item))
