@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from browser import browser, page  # noqa: F401  (fixtures: headless Chromium, one per session)
 from fleet import Fleet
 from helpers import MEDIA_DIR, MODEL_DIR, missing_tool
 from seaweed import s3_server  # noqa: F401  (session fixture: a real SeaweedFS S3 server)

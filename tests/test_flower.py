@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser import browser, page, screenshot  # noqa: F401  (fixtures)
+from browser import screenshot
 from fleet import Fleet, wait_for_job
 from test_e2e import upload
 
@@ -52,7 +52,7 @@ def test_flower_shows_workers_and_the_jobs_tasks_in_a_browser(
     tmp_path: Path,
     job_store: JobStore,
     media_images: list[Path],
-    page,  # noqa: F811
+    page,
 ) -> None:
     settings = settings.with_(batch_size=2)
     fleet.settings = settings
@@ -79,7 +79,10 @@ def test_flower_shows_workers_and_the_jobs_tasks_in_a_browser(
 
         # Flower's own record of the tasks: readable arguments, counts as results, no URIs.
         deadline = time.monotonic() + 30
-        while len(tasks := flower_tasks(url)) < 3 and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            tasks = flower_tasks(url)
+            if len(tasks) == 3 and all(t["state"] in ("SUCCESS", "FAILURE") for t in tasks.values()):
+                break
             time.sleep(0.5)
         states = sorted(str(t["state"]) for t in tasks.values())
         assert states == ["FAILURE", "SUCCESS", "SUCCESS"], tasks

@@ -3,6 +3,7 @@ checked against the job's exact counts, the queue exporter, and the healthcheck 
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from pathlib import Path
 
@@ -65,7 +66,11 @@ def test_worker_metrics_match_the_job(
     fleet.start("metered", "--metrics-port", str(port))
     record = wait_for_job(job_store, job_id)
     assert (record.done, record.failed) == (5, 2)
-    scraped = scrape(port)
+    # The message that completes the job finishes after it writes the job's report pages.
+    deadline = time.monotonic() + 30
+    while value(scraped := scrape(port), "framefleet_tasks_in_flight", model="yolox-nano") > 0:
+        assert time.monotonic() < deadline, "a message is still in flight 30 s after the job"
+        time.sleep(0.2)
     assert value(scraped, "framefleet_items_processed_total", model="yolox-nano") == record.done
     assert (
         value(

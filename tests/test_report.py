@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from browser import browser, page, screenshot  # noqa: F401  (fixtures)
+from browser import screenshot
 from fleet import Fleet, wait_for_job
 from test_e2e import run_cli, upload
 from test_operations import SHORT_CLIP
@@ -48,7 +48,7 @@ def test_report_of_a_finished_job_in_a_browser(
     tmp_path: Path,
     job_store: JobStore,
     media_images: list[Path],
-    page,  # noqa: F811
+    page,
 ) -> None:
     src = open_storage(str(tmp_path / "in"))
     keys = upload(src, media_images[:5], prefix="photos/")
