@@ -73,7 +73,9 @@ class VideoEntry:
     embedded: bool
     frames: int
     fps: float
+    tracks: int
     labels: list[tuple[str, int]]
+    """Detections per class over the inferred frames, most first."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def collect(jobs: JobStore, job_id: str, dst: Storage) -> ReportData:
         thumbs = [t for t in pool.map(lambda e: _thumb(dst, *e), images[:GALLERY]) if t]
         players = [v for v in pool.map(lambda i: _video(dst, i), videos) if v]
     completions = [
-        (doc.created_at, len(doc.frame_results) if isinstance(doc, VideoDocument) else 1)
+        (doc.created_at, doc.summary.sampled_frames if isinstance(doc, VideoDocument) else 1)
         for _, doc in documents
     ]
     return ReportData(
@@ -179,9 +181,7 @@ def _video(dst: Storage, item: str) -> VideoEntry | None:
     if not isinstance(doc, VideoDocument):
         return None
     key = annotated_key(item, video=True)
-    counts: Counter[str] = Counter()
-    for frame in doc.frame_results:
-        counts.update(dict(label_counts(frame.results)))
+    counts = Counter(doc.summary.classes)
     size = _size(dst, key)
     embedded = size is not None and size <= EMBED_VIDEO_BYTES
     if embedded:
@@ -193,8 +193,9 @@ def _video(dst: Storage, item: str) -> VideoEntry | None:
         item=item,
         src=src,
         embedded=embedded,
-        frames=len(doc.frame_results),
+        frames=doc.frames,
         fps=doc.fps,
+        tracks=len(doc.summary.tracks),
         labels=counts.most_common(),
     )
 
