@@ -1,196 +1,276 @@
-"""Throughput of the framefleet pipeline against plain processes doing the same work.
+"""framefleet's throughput against the machine's limit, measured in one run on one machine.
 
-Measured in one run, on the same machine, images and model:
+For each engine (cv2.dnn, onnxruntime), on the shared images cycled to ``--images`` items:
 
-1. ``raw loop``: one process, all cores to OpenCV: read file, decode, preprocess, forward,
-   postprocess, draw, encode, write file. The hardware's single-process figure.
-2. ``plain processes``: W processes (OpenCV threads = cores / W), each loading the model once and
-   running the raw loop over its share of the files. What the pipeline should approach.
-3. ``framefleet``: redis-server, W worker nodes of one process each, ``submit`` of the folder (or
-   of an S3 prefix with ``--storage s3``), timed from submit to the job's completion.
+1. local limit: the whole per-image job in procs plain processes, 1 engine thread each
+   (`benchmarks.limits`); framefleet local: one `framefleet worker --concurrency P` node, then
+   `submit` of the folder and the wait `submit --wait` does, wall from submit to return.
+2. S3 limit: the same plus one boto3 GET and two PUTs per image against a local SeaweedFS;
+   framefleet S3: `submit` of the S3 prefix. SeaweedFS's own CPU time is reported.
+3. naive: the OpenCV tutorial's code in Celery, one task per image, network built per call.
+4. ratios framefleet / limit and framefleet / naive; p50 and p95 per-item service time (the sum of
+   each result document's stage timings); peak RSS of each worker process; the producer's
+   items/s and peak RSS over a folder of many small keys (at a fifth of them and all of them, to
+   show memory stays flat).
 
-Usage::
+Usage (the README's benchmark command)::
 
-    .venv/bin/python benchmarks/throughput.py --images 300 --workers 2
-    .venv/bin/python benchmarks/throughput.py --images 300 --workers 2 --storage s3
+    .venv/bin/python -m benchmarks.throughput              # 600 images, 100k producer keys
+    .venv/bin/python -m benchmarks.throughput --short      # CI: ~1 minute, same rows
+
+Other agents or jobs on the machine skew every row alike, but not evenly over time: the load
+average before and after is printed with the table; rerun when it is high.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import redis
 
-from framefleet.core.jobstate import JobStore
-from framefleet.core.modelstore import ModelStore
-from framefleet.core.registry import load_registry
+from benchmarks.fleetrun import Fleet, FleetRun
+from benchmarks.limits import plain_limit
+from benchmarks.procstats import cpu_seconds, pids_matching
+from benchmarks.producer_rate import make_keys
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
-from framefleet.inference.annotate import annotate
-from framefleet.inference.imageio import decode_image, encode_image
-from framefleet.inference.models import load_adapter
-from framefleet.queue import create_app
+from framefleet.inference.engines import ort_version
 from framefleet.samples import shared_dir
-from framefleet.services.processes import start_worker
+from framefleet.services.processes import LoggedProcess
 from framefleet.services.redis import RedisServer
-from producer.submit import submit
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_RATIO = 0.90
+TARGET_RSS_MB = 350.0
+TARGET_PRODUCER = 10_000.0
 
 
-def make_dataset(folder: Path, count: int, media: Path) -> list[Path]:
-    """``count`` images cycling through the shared photos."""
+@dataclass
+class Table:
+    """Rows of the result table, printed at the end."""
+
+    rows: list[tuple[str, float, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, what: str, rate: float, ratio: str = "", extra: str = "") -> None:
+        self.rows.append((what, rate, ratio, extra))
+        print(f"  {what}: {rate:.1f} images/s {ratio} {extra}", file=sys.stderr, flush=True)
+
+    def print(self, header: str) -> None:
+        print("\n" + header)
+        print(f"{'what':<44}{'images/s':>9}  {'ratio':<24}{'p50/p95 ms, peak RSS'}")
+        for what, rate, ratio, extra in self.rows:
+            print(f"{what:<44}{rate:>9.1f}  {ratio:<24}{extra}")
+        for note in self.notes:
+            print(note)
+
+
+def make_dataset(folder: Path, count: int, media: Path) -> list[str]:
+    """``count`` images cycling through the shared photos; their keys."""
     photos = sorted(p for p in (media / "images").iterdir() if p.is_file())
     folder.mkdir(parents=True, exist_ok=True)
-    files = []
+    keys = []
     for i in range(count):
         src = photos[i % len(photos)]
-        dst = folder / f"{i:05d}_{src.name}"
-        dst.write_bytes(src.read_bytes())
-        files.append(dst)
-    return files
+        key = f"{i:05d}_{src.name}"
+        (folder / key).write_bytes(src.read_bytes())
+        keys.append(key)
+    return keys
 
 
-def raw_loop(
-    files: list[Path],
-    out: Path,
-    model: str,
-    model_dir: Path,
-    threads: int,
-    barrier: object | None = None,
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def ratio(run: float, limit: float) -> str:
+    value = run / limit
+    return f"{value:.2f} of limit {'ok' if value >= TARGET_RATIO else 'MISSED'}"
+
+
+def fleet_row(table: Table, what: str, run: FleetRun, limit: float, rss: float) -> None:
+    extra = f"{run.percentile(0.5):.0f}/{run.percentile(0.95):.0f}, {rss:.0f} MB"
+    if rss > TARGET_RSS_MB:
+        extra += " RSS MISSED"
+    table.add(what, run.rate, ratio(run.rate, limit), extra)
+
+
+def naive_rate(
+    files: list[Path], out: Path, model: str, model_dir: Path, processes: int, work: Path
 ) -> float:
-    """Process ``files`` in this process; return seconds spent (model load excluded)."""
-    cv2.setNumThreads(threads)
-    adapter = load_adapter(load_registry().get(model), ModelStore(model_dir, download=False))
-    if barrier is not None:
-        barrier.wait()  # type: ignore[attr-defined]
-    start = time.perf_counter()
-    for path in files:
-        image = decode_image(path.read_bytes(), str(path))
-        detections = adapter(image)
-        (out / (path.name + ".jpg")).write_bytes(encode_image(annotate(image, detections), ".jpg"))
-    return time.perf_counter() - start
-
-
-def _plain_worker(args: tuple[list[Path], Path, str, Path, int, object]) -> float:
-    return raw_loop(*args)  # type: ignore[arg-type]
-
-
-def plain_processes(files: list[Path], out: Path, model: str, model_dir: Path, n: int) -> float:
-    """Wall seconds for ``n`` processes to share ``files`` (after every model is loaded)."""
-    threads = max(1, (os.cpu_count() or 1) // n)
-    ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
-        barrier = manager.Barrier(n + 1)
-        with ctx.Pool(n) as pool:
-            shares = [(files[i::n], out, model, model_dir, threads, barrier) for i in range(n)]
-            pending = pool.map_async(_plain_worker, shares)
-            barrier.wait()
-            start = time.perf_counter()
-            pending.get()
-            return time.perf_counter() - start
-
-
-def pipeline(
-    files: list[Path],
-    workdir: Path,
-    model: str,
-    model_dir: Path,
-    n: int,
-    batch_size: int,
-    storage: str,
-) -> tuple[float, float]:
-    """(wall seconds submit -> done, the job's own items/s) on a fresh Redis and ``n`` workers."""
-    with RedisServer(workdir / "redis") as redis:
-        threads = max(1, (os.cpu_count() or 1) // n)
-        settings = Settings(
-            redis_url=redis.url,
-            model_dir=model_dir,
-            concurrency=1,
-            cv_threads=threads,
-            batch_size=batch_size,
-        )
-        extra_env: dict[str, str] = {}
-        server = None
-        input_uri = str(files[0].parent)
-        output_uri = str(workdir / "pipeline-out")
-        if storage == "s3":
-            from framefleet.services.seaweed import SeaweedServer
-
-            server = SeaweedServer(workdir / "s3").start()
-            extra_env = server.env()
-            os.environ.update(extra_env)
-            input_uri = server.create_bucket("bench") + "in/"
-            output_uri = "s3://bench/out/"
-            src = open_storage(input_uri)
-            for path in files:
-                src.write_bytes(path.name, path.read_bytes())
-        env = {**os.environ, **settings.to_env(), **extra_env}
-        workers = [start_worker(f"bench{i}", env, workdir, "--concurrency", "1") for i in range(n)]
+    """Images/s of the tutorial-in-Celery baseline (`benchmarks.naive`) on ``files``."""
+    with RedisServer(work / "naive-redis") as server:
+        env = {**os.environ, "NAIVE_REDIS_URL": server.url, "PYTHONPATH": str(ROOT)}
+        cmd = [sys.executable, "-m", "celery", "-A", "benchmarks.naive", "worker"]
+        cmd += [f"--concurrency={processes}", "--loglevel=INFO", "--without-mingle"]
+        worker = LoggedProcess("naive worker", cmd, env, work / "naive-worker.log", cwd=ROOT)
         try:
+            worker.wait_for(" ready.", 120)
+            from celery import Celery
+
+            app = Celery("naive-driver", broker=server.url, set_as_current=False)
+            client = redis.Redis.from_url(server.url)
+            out.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
-            result = submit(settings, create_app(settings), input_uri, output_uri, model)
-            jobs = JobStore.from_url(redis.url)
-            while not (record := jobs.get(result.job_id or "")).finished:
-                time.sleep(0.05)
-            wall = time.perf_counter() - start
-            if record.failed:
-                raise SystemExit(
-                    f"{record.failed} items failed: {list(jobs.failures(record.job_id))[:3]}"
-                )
-            return wall, record.rate()
+            for path in files:
+                app.send_task("naive.detect", args=[str(path), str(out), model, str(model_dir)])
+            while int(client.get("naive:done") or 0) < len(files):
+                if worker.process.poll() is not None:
+                    raise SystemExit(f"naive worker died:\n{worker.log()[-2000:]}")
+                time.sleep(0.02)
+            return len(files) / (time.perf_counter() - start)
         finally:
-            for worker in workers:
-                worker.stop()
-            if server is not None:
-                server.stop()
+            worker.stop()
+
+
+def producer_rates(work: Path, redis_url: str, counts: list[int]) -> list[tuple[int, float, float]]:
+    """(keys, items/s, peak RSS MB) of `submit` over folders of ``counts`` empty keys."""
+    rows = []
+    for count in counts:
+        folder = work / f"producer-{count}"
+        make_keys(folder, count)
+        cmd = [sys.executable, "-m", "benchmarks.producer_rate", str(folder), redis_url]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"producer run failed:\n{done.stderr[-2000:]}")
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(
+            (figures["items"], figures["items"] / figures["seconds"], figures["peak_rss_mb"])
+        )
+        redis.Redis.from_url(redis_url).flushdb()  # the unconsumed messages of this run
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--images", type=int, default=300)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--images", type=int, default=600)
+    parser.add_argument("--processes", type=int, default=2, help="worker processes (procs)")
     parser.add_argument("--model", default="yolox-nano")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--storage", choices=["local", "s3"], default="local")
+    parser.add_argument("--batch-size", type=int, default=8, help="items per message")
+    parser.add_argument("--producer-keys", type=int, default=100_000)
+    parser.add_argument("--naive-images", type=int, default=0, help="default: --images")
+    parser.add_argument("--engines", default="cv2.dnn,onnxruntime")
+    parser.add_argument("--no-s3", action="store_true", help="skip the S3 rows")
+    parser.add_argument(
+        "--short", action="store_true", help="CI mode: 60 images, 10k producer keys"
+    )
     args = parser.parse_args()
-
+    if args.short:
+        args.images, args.producer_keys, args.naive_images = 60, 10_000, 16
+    engines = [e for e in args.engines.split(",") if e]
     shared = shared_dir()
     if shared is None:
         raise SystemExit("no shared data folder: set FRAMEFLEET_SHARED_DIR")
     model_dir = Path(os.environ.get("FRAMEFLEET_MODEL_DIR", shared / "models"))
+    load_before = load_average()
+    table = Table()
+    procs = args.processes
     with tempfile.TemporaryDirectory(prefix="framefleet-bench-") as tmp:
         work = Path(tmp)
-        files = make_dataset(work / "in", args.images, shared / "media")
-        for name in ("raw-out", "plain-out"):
-            (work / name).mkdir()
-        cores = os.cpu_count() or 1
-        raw_s = raw_loop(files, work / "raw-out", args.model, model_dir, cores)
-        plain_s = plain_processes(files, work / "plain-out", args.model, model_dir, args.workers)
-        wall_s, job_rate = pipeline(
-            files, work, args.model, model_dir, args.workers, args.batch_size, args.storage
-        )
+        keys = make_dataset(work / "in", args.images, shared / "media")
+        make_dataset(work / "warm", 2 * procs, shared / "media")
+        with RedisServer(work / "redis") as server:
+            settings = Settings(redis_url=server.url, model_dir=model_dir, concurrency=procs)
+            seaweed = None
+            s3_env: dict[str, str] = {}
+            if not args.no_s3:
+                from framefleet.services.seaweed import SeaweedServer
 
-    n = args.images
-    raw, plain, fleet = n / raw_s, n / plain_s, n / wall_s
-    print(
-        f"\nframefleet throughput: {n} images, model {args.model}, OpenCV {cv2.__version__}, "
-        f"{cores} cores, {args.workers} workers, batch {args.batch_size}, storage {args.storage}"
+                seaweed = SeaweedServer(work / "s3").start()
+                s3_env = seaweed.env()
+                os.environ.update(s3_env)
+                s3_in = seaweed.create_bucket("bench") + "in/"
+                seaweed.create_bucket("limit")
+                src = open_storage(s3_in)
+                for key in keys:
+                    src.write_bytes(key, (work / "in" / key).read_bytes())
+                weed_pids = pids_matching(str(work / "s3"))
+            try:
+                for engine in engines:
+                    local_out = work / f"limit-{engine}"
+                    local_out.mkdir()
+                    lim = len(keys) / plain_limit(
+                        keys, processes=procs, model=args.model, model_dir=model_dir,
+                        engine=engine, source=str(work / "in"), target=str(local_out),
+                    )  # fmt: skip
+                    table.add(f"local limit, {engine} ({procs} plain processes)", lim)
+                    if engine == engines[0]:
+                        first_limit = lim
+                    else:
+                        table.notes.append(
+                            f"{engine} local limit / {engines[0]} local limit: "
+                            f"{lim / first_limit:.2f}x"
+                        )
+                    with Fleet(settings, work, procs, engine, s3_env) as fleet:
+                        fleet.warm_up(str(work / "warm"), str(work / f"warm-{engine}"), args.model)
+                        run = fleet.run(
+                            str(work / "in"), str(work / f"fleet-{engine}"), args.model,
+                            args.batch_size,
+                        )  # fmt: skip
+                        fleet_row(
+                            table, f"framefleet local, {engine}", run, lim, fleet.peak_rss_mb()
+                        )
+                        if seaweed is None:
+                            continue
+                        lim_s3 = len(keys) / plain_limit(
+                            keys, processes=procs, model=args.model, model_dir=model_dir,
+                            engine=engine, source=s3_in, target=f"s3://limit/{engine}/",
+                            s3_env=s3_env,
+                        )  # fmt: skip
+                        table.add(f"S3 limit, {engine} ({procs} plain processes)", lim_s3)
+                        weed_cpu = sum(cpu_seconds(p) for p in weed_pids)
+                        run = fleet.run(
+                            s3_in, f"s3://bench/out-{engine}/", args.model, args.batch_size
+                        )
+                        weed_cpu = sum(cpu_seconds(p) for p in weed_pids) - weed_cpu
+                        fleet_row(
+                            table, f"framefleet S3, {engine}", run, lim_s3, fleet.peak_rss_mb()
+                        )
+                        table.notes.append(
+                            f"SeaweedFS CPU during framefleet S3 on {engine}: {weed_cpu:.1f} s "
+                            f"over {run.wall_s:.1f} s wall "
+                            f"({100 * weed_cpu / run.wall_s / (os.cpu_count() or 1):.0f}% "
+                            "of the machine)"
+                        )
+                naive_files = [work / "in" / k for k in keys[: args.naive_images or len(keys)]]
+                naive = naive_rate(
+                    naive_files, work / "naive-out", args.model, model_dir, procs, work
+                )
+                table.add("naive: tutorial in Celery, cv2.dnn, local", naive)
+                fleet_rates = [r for w, r, _, _ in table.rows if w.startswith("framefleet")]
+                table.notes.append(
+                    f"framefleet / naive: {min(fleet_rates) / naive:.1f}x to "
+                    f"{max(fleet_rates) / naive:.1f}x"
+                )
+                for count, rate, rss in producer_rates(
+                    work, server.url, [args.producer_keys // 5, args.producer_keys]
+                ):
+                    verdict = "ok" if rate >= TARGET_PRODUCER else "MISSED"
+                    table.notes.append(
+                        f"producer: {count} keys at {rate:,.0f} items/s ({verdict}), "
+                        f"peak RSS {rss:.0f} MB"
+                    )
+            finally:
+                if seaweed is not None:
+                    seaweed.stop()
+    header = (
+        f"framefleet throughput: {args.images} images, {args.model}, OpenCV {cv2.__version__}, "
+        f"onnxruntime {ort_version() or 'not installed'}, {os.cpu_count()} cores, "
+        f"P={procs} worker processes, {args.batch_size} items/message, "
+        f"load average {load_before} before, {load_average()} after"
     )
-    print(f"{'what':<44}{'images/s':>10}{'vs plain':>10}{'vs raw':>9}")
-    rows = [
-        ("raw loop, 1 process, all cores", raw),
-        (f"plain processes x{args.workers}", plain),
-        ("framefleet, submit -> done (wall)", fleet),
-        ("framefleet, job rate (first -> last item)", job_rate),
-    ]
-    for name, rate in rows:
-        print(f"{name:<44}{rate:>10.2f}{rate / plain:>10.2f}{rate / raw:>9.2f}")
+    table.print(header)
 
 
 if __name__ == "__main__":

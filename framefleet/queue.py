@@ -99,8 +99,25 @@ def send_job(app: Celery, job: Message) -> None:
     Raises:
         BrokerError: the broker is unreachable.
     """
+    send_jobs(app, [job])
+
+
+def send_jobs(app: Celery, jobs: Iterable[Message]) -> None:
+    """Enqueue each of ``jobs`` on its model's queue, through one producer (one connection
+    acquired once, not per message).
+
+    Raises:
+        BrokerError: the broker is unreachable.
+    """
     try:
-        app.send_task(TASK_FOR_KIND[job.kind], args=[job.encode()], **task_options(job))
+        with app.producer_or_acquire() as producer:
+            for job in jobs:
+                app.send_task(
+                    TASK_FOR_KIND[job.kind],
+                    args=[job.encode()],
+                    producer=producer,
+                    **task_options(job),
+                )
     except OperationalError as exc:
         raise BrokerError(
             f"cannot enqueue on the broker {app.conf.broker_url}: {exc}; check that redis-server "

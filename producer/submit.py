@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, islice
+from typing import TypeVar
 
 from celery import Celery
 
@@ -22,10 +23,23 @@ from framefleet.core.messages import ImageBatch, Message, VideoPlan
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
-from framefleet.queue import send_job
+from framefleet.queue import send_jobs
 from framefleet.report import write_reports
 
 log = logging.getLogger(__name__)
+
+SEND_CHUNK = 64
+"""Messages counted into the job's total with one round trip and sent through one producer:
+per-message round trips were most of the producer's time. Memory stays flat (64 messages)."""
+
+T = TypeVar("T")
+
+
+def chunks(values: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` values (the last may be shorter), read lazily."""
+    it = iter(values)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 @dataclass(frozen=True)
@@ -179,11 +193,12 @@ def submit(
         sampling,
     )
     try:
-        for message, count in listed:
+        for chunk in chunks(listed, SEND_CHUNK):
+            count = sum(n for _, n in chunk)
             jobs.add_items(job_id, count)  # before sending: the total never lags the outcomes
-            send_job(app, message)
+            send_jobs(app, [message for message, _ in chunk])
             items += count
-            sent += 1
+            sent += len(chunk)
     except PipelineError as exc:
         jobs.fail(job_id, f"listing stopped after {items} items: {exc}")
         raise

@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory against baselines measured in the same run (see README)."""
