@@ -15,6 +15,8 @@ from framefleet.cli import (  # noqa: F401  (registers commands)
     report,
     run,
     submit,
+    tune,
+    verify,
 )
 from framefleet.cli.base import main
 

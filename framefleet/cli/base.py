@@ -29,6 +29,7 @@ EXIT_STORAGE = 4  # input or output storage unreachable, missing bucket
 EXIT_BROKER = 5  # Redis unreachable
 EXIT_MODEL = 6  # model files missing, wrong sha256, not loadable
 EXIT_UNHEALTHY = 7  # healthcheck: the local metrics endpoint does not answer
+EXIT_DISAGREE = 8  # models verify: the engines disagree beyond the stated tolerance
 
 _EXIT_FOR: list[tuple[type[PipelineError], int]] = [
     (ConfigError, EXIT_CONFIG),
@@ -45,7 +46,8 @@ Examples:
   framefleet status 20261122-050000-a1b2c3 --watch
 \b
 Exit codes: 0 ok, 1 some items failed, 3 bad configuration, 4 storage unreachable,
-5 Redis unreachable, 6 model files missing or invalid, 7 unhealthy (healthcheck).
+5 Redis unreachable, 6 model files missing or invalid, 7 unhealthy (healthcheck),
+8 engines disagree (models verify).
 """
 
 F = TypeVar("F", bound=Callable[..., Any])

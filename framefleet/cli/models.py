@@ -8,11 +8,15 @@ from framefleet.cli.base import HELP_EPILOG, _exits, main
 from framefleet.core.settings import Settings
 
 
-@main.command(name="models", epilog=HELP_EPILOG)
-@click.pass_obj
+@main.group(name="models", epilog=HELP_EPILOG, invoke_without_command=True)
+@click.pass_context
 @_exits
-def list_models(settings: Settings) -> None:
-    """The model registry: name, task and description of each model."""
+def models_group(ctx: click.Context) -> None:
+    """The model registry: name, task and description of each model (``models verify``: check
+    that both engines give the same answers)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings: Settings = ctx.obj
     registry = settings.registry()
     for name in registry.names():
         spec = registry.get(name)

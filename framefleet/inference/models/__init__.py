@@ -12,7 +12,7 @@ import logging
 from framefleet.core.errors import ConfigError
 from framefleet.core.modelstore import ModelStore
 from framefleet.core.registry import ModelSpec
-from framefleet.inference.engines import choose_engine
+from framefleet.inference.engines import CV_DNN, choose_engine
 from framefleet.inference.models.base import Adapter
 from framefleet.inference.models.deeplab import DeeplabAdapter
 from framefleet.inference.models.fastestdet import FastestDetAdapter
@@ -82,7 +82,8 @@ def load_adapter(
             f"{', '.join(sorted(FAMILIES))}"
         )
     name = choose_engine(engine, spec.engine)
-    if name not in family.engines:
+    own_cv2 = name == CV_DNN and family.engines[0].startswith("cv2.")  # OpenCV either way
+    if name not in family.engines and not own_cv2:
         log.warning(
             "model %s (family %s) runs on %s only; engine %s not used",
             spec.name,
@@ -90,6 +91,7 @@ def load_adapter(
             family.engines[0],
             name,
         )
+    if name not in family.engines:
         name = family.engines[0]
     family.check_supported(spec)  # before any download
     files = store.files(spec)
