@@ -11,9 +11,14 @@ from pathlib import Path
 import numpy as np
 from helpers import IMAGES_DIR, MODEL_DIR
 
+from framefleet.core.registry import load_registry
 from framefleet.inference.parity import match_by_iou
 
-SHARED_MODELS = ["deeplab-v3", "fastestdet", "mobilenet-v2", "ulfd", "yolox-nano", "yunet"]
+REGISTRY = load_registry()
+SHARED_MODELS = sorted(
+    n for n in REGISTRY.names() if (MODEL_DIR / REGISTRY.get(n).files["model"].path).exists()
+)
+"""Every registry model whose file is among the shared models (the command's default)."""
 
 YOLOX_ENTRY = """
 [models.{name}]
@@ -47,6 +52,7 @@ def test_every_shared_model_agrees_on_both_engines(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {line.split()[0]: line for line in done.stdout.splitlines()[3:] if line.strip()}
     assert sorted(rows) == SHARED_MODELS
+    assert {"yolox-nano", "fastestdet", "yunet", "ulfd", "mobilenet-v2", "deeplab-v3"} <= set(rows)
     assert all(line.endswith(" ok") for line in rows.values()), rows
     # detections were really compared (not vacuously equal): the detectors found things
     matched = int(rows["yolox-nano"].split()[3])
