@@ -18,6 +18,7 @@ from kombu.exceptions import OperationalError
 
 from framefleet.core.errors import BrokerError
 from framefleet.core.messages import Message
+from framefleet.core.redact import redact_url
 from framefleet.core.settings import Settings
 
 TASK_IMAGE_BATCH = "framefleet.image_batch"
@@ -120,6 +121,6 @@ def send_jobs(app: Celery, jobs: Iterable[Message]) -> None:
                 )
     except OperationalError as exc:
         raise BrokerError(
-            f"cannot enqueue on the broker {app.conf.broker_url}: {exc}; check that redis-server "
-            "runs there, or set FRAMEFLEET_REDIS_URL / --redis-url"
+            f"cannot enqueue on the broker {redact_url(app.conf.broker_url)}: {exc}; check that "
+            "redis-server runs there, or set FRAMEFLEET_REDIS_URL / --redis-url"
         ) from exc

@@ -93,6 +93,30 @@ def _jpeg_sof_offset(data: bytes) -> int:
             r"WebP of 16000×16000 = 256\.0 MP",
             id="huge-webp",
         ),
+        # a TIFF whose first IFD claims 40000×40000: refused from the header, not decoded
+        pytest.param(
+            _patch(
+                _encoded(".tiff"),
+                _encoded(".tiff").index(struct.pack("<HHIH", 256, 3, 1, 12)),
+                "<HHIIHHII",
+                256,
+                4,
+                1,
+                40_000,
+                257,
+                4,
+                1,
+                40_000,
+            ),
+            r"TIFF of 40000×40000 = 1600\.0 MP",
+            id="huge-tiff",
+        ),
+        # an HTML error page saved under an image name
+        pytest.param(
+            b"<!DOCTYPE html><html><body>404</body></html>",
+            r"not an image format OpenCV reads .*; it is HTML/XML text",
+            id="html",
+        ),
     ],
 )
 def test_bad_bytes_give_one_precise_error(data, message):

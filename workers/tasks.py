@@ -48,6 +48,7 @@ def register(app: Celery) -> None:
             rt.storage(job.output_uri),
             model=lambda: rt.models.get(job.model, job.engine),
             skip=done.__contains__,
+            max_pixels=rt.settings.max_pixels,
         )
         with rt.observers.message(job):  # the batch runs lazily, as _settle iterates it
             return _settle(self, job, results)

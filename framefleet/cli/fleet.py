@@ -39,6 +39,14 @@ from framefleet.core.settings import Settings
     show_envvar=True,
     help="Most images per forward, where the model file takes a batch (default 4).",
 )
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(1),
+    envvar="FRAMEFLEET_MAX_PIXELS",
+    show_envvar=True,
+    help="Refuse images above this many pixels, read from the header before decoding "
+    "(default: 100000000).",
+)
 @click.option("-n", "--hostname", help="Node name, e.g. gpu1@%h (default: framefleet@%h).")
 @click.option(
     "--pool",
@@ -57,6 +65,7 @@ def worker(
     models: str | None,
     engine: str | None,
     forward_batch: int | None,
+    max_pixels: int | None,
     hostname: str | None,
     pool: str,
     loglevel: str,
@@ -74,6 +83,7 @@ def worker(
         engine=engine,
         forward_batch=forward_batch,
         metrics_port=metrics_port,
+        max_pixels=max_pixels,
     )
     served = worker_models(settings)
     registry, store = settings.registry(), ModelStore(settings.model_dir)

@@ -26,8 +26,9 @@ RETRY_BACKOFF_S = 2.0
 """First retry delay, seconds; doubles per attempt."""
 
 MAX_PIXELS = 100_000_000
-"""Largest image decoded, in pixels (width × height); 100 MP is 300 MB as BGR. OpenCV's own limit
-(2^30 pixels) would let a tiny crafted file claim gigabytes; a larger image is a failed item."""
+"""Largest image decoded, in pixels (width × height); 100 MP is 300 MB as BGR. Checked in the file's
+header before decoding, because OpenCV's own limit (2^30 pixels) would let a few-KB crafted file
+claim gigabytes; a larger image is a failed item (FRAMEFLEET_MAX_PIXELS, worker --max-pixels)."""
 
 ENGINES = ("cv2.dnn", "onnxruntime")
 """Engines that run a network forward; ``onnxruntime`` needs ``pip install

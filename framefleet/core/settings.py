@@ -23,6 +23,7 @@ result is passed down.
 | FRAMEFLEET_PARITY_ATOL      | parity_atol         | 1e-4 (export parity check)     |
 | FRAMEFLEET_LOCAL_MAX_ITEMS  | local_max_items     | 200 (in-process up to this)    |
 | FRAMEFLEET_SEGMENT_SECONDS  | segment_seconds     | 10.0 (video segment length)    |
+| FRAMEFLEET_MAX_PIXELS       | max_pixels          | 100000000 (100 MP)             |
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 
 from framefleet.core import defaults
 from framefleet.core.errors import ConfigError
+from framefleet.core.redact import redact_url
 from framefleet.core.registry import Registry, load_registry
 
 
@@ -66,6 +68,7 @@ class Settings:
     parity_atol: float = defaults.PARITY_ATOL
     local_max_items: int = defaults.LOCAL_MAX_ITEMS
     segment_seconds: float = defaults.SEGMENT_SECONDS
+    max_pixels: int = defaults.MAX_PIXELS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -91,7 +94,13 @@ class Settings:
 
     def validate(self) -> None:
         """Raise `ConfigError` on values out of range."""
-        for name in ("batch_size", "concurrency", "task_time_limit_s", "forward_batch"):
+        for name in (
+            "batch_size",
+            "concurrency",
+            "task_time_limit_s",
+            "forward_batch",
+            "max_pixels",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.metrics_port <= 65535:
@@ -119,7 +128,8 @@ class Settings:
             raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
-                f"redis URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}"
+                "redis URL must start with redis://, rediss:// or unix://, got "
+                f"{redact_url(self.redis_url)!r}"
             )
 
     @property
@@ -174,4 +184,5 @@ _ENV: list[tuple[str, str, Any]] = [
     ("parity_atol", "FRAMEFLEET_PARITY_ATOL", float),
     ("local_max_items", "FRAMEFLEET_LOCAL_MAX_ITEMS", int),
     ("segment_seconds", "FRAMEFLEET_SEGMENT_SECONDS", float),
+    ("max_pixels", "FRAMEFLEET_MAX_PIXELS", int),
 ]

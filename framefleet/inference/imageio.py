@@ -40,14 +40,16 @@ _ENCODE_PARAMS = {
 def decode_image(data: bytes, uri: str, *, max_pixels: int = defaults.MAX_PIXELS) -> Image:
     """Decode encoded image bytes to an H×W×3 uint8 BGR image.
 
-    Grayscale and alpha images are converted to 3-channel BGR, 16-bit ones to 8-bit, and EXIF
-    orientation is applied (``cv2.IMREAD_COLOR``).
+    Grayscale and alpha images are converted to 3-channel BGR, 16-bit ones to 8-bit, CMYK JPEGs to
+    BGR, and EXIF orientation is applied (``cv2.IMREAD_COLOR``), so the result is the upright
+    image. Files holding several frames (animated GIF, PNG or WebP, multi-page TIFF) give their
+    first frame or page.
 
     Args:
         data: the file's bytes.
         uri: where they came from; only used in error messages.
         max_pixels: refuse images with more pixels than this (header checked before decoding
-            for JPEG, PNG, BMP, GIF and WebP).
+            for JPEG, PNG, BMP, GIF, WebP and TIFF).
 
     Returns:
         The decoded image.
@@ -76,11 +78,13 @@ def decode_image(data: bytes, uri: str, *, max_pixels: int = defaults.MAX_PIXELS
     if image is None and kind is None:
         raise ImageDecodeError(
             f"{where}: starts with {data[:12]!r}... — not an image format OpenCV reads "
-            "(JPEG, PNG, BMP, WebP, TIFF...)"
+            f"(JPEG, PNG, BMP, WebP, TIFF...){_text_hint(data)}; replace it with the real image "
+            "or remove it from the input"
         )
     if image is None:
         raise ImageDecodeError(
-            f"{where}: looks like {kind} but OpenCV cannot decode it (truncated or corrupt?)"
+            f"{where}: looks like {kind} but OpenCV cannot decode it (truncated or corrupt?); "
+            "upload the complete file again or re-export it"
         )
     h, w = image.shape[:2]
     if w * h > max_pixels:
@@ -146,9 +150,19 @@ def _kind(data: bytes) -> str | None:
     return next((name for magic, name in _MAGIC if data.startswith(magic)), None)
 
 
+def _text_hint(data: bytes) -> str:
+    """What non-image bytes look like, when it helps the user find the mistake."""
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        return "; it is HTML/XML text, e.g. an error page saved under an image name"
+    if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "; it is plain text"
+    return ""
+
+
 def _header_wh(data: bytes, kind: str) -> tuple[int, int] | None:
     """Width and height read from the header without decoding; None where we do not parse it
-    (TIFF: decode_image checks the decoded size instead)."""
+    (decode_image then checks the decoded size instead)."""
     try:
         if kind == "PNG":
             w, h = struct.unpack(">II", data[16:24])
@@ -160,6 +174,8 @@ def _header_wh(data: bytes, kind: str) -> tuple[int, int] | None:
             return _jpeg_wh(data)
         elif kind == "WebP":
             return _webp_wh(data)
+        elif kind == "TIFF":
+            return _tiff_wh(data)
         else:
             return None
     except struct.error:  # shorter than its header: imdecode will call it corrupt
@@ -178,6 +194,24 @@ def _webp_wh(data: bytes) -> tuple[int, int] | None:
     if chunk == b"VP8L" and len(data) >= 25:
         bits = int.from_bytes(data[21:25], "little")
         return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def _tiff_wh(data: bytes) -> tuple[int, int] | None:
+    """Size of the first page from IFD0's ImageWidth (256) and ImageLength (257) tags; classic
+    TIFF only (BigTIFF gives None)."""
+    order = "<" if data[:2] == b"II" else ">"
+    (offset,) = struct.unpack(order + "I", data[4:8])
+    (count,) = struct.unpack(order + "H", data[offset : offset + 2])
+    size: dict[int, int] = {}
+    for i in range(count):
+        entry = data[offset + 2 + 12 * i : offset + 14 + 12 * i]
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        if tag in (256, 257):  # SHORT (type 3) or LONG (4), held in the entry's value field
+            fmt, end = ("H", 10) if kind == 3 else ("I", 12)
+            size[tag] = struct.unpack(order + fmt, entry[8:end])[0]
+    if 256 in size and 257 in size:
+        return size[256], size[257]
     return None
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from framefleet.core import defaults
 from framefleet.core.documents import ImageDocument
 from framefleet.core.errors import (
     InputError,
@@ -151,14 +152,18 @@ class Prepared:
     error: Exception | None = None
 
 
-def prepare(item: str, src: Storage, adapter: Adapter) -> Prepared:
-    """Read, decode and preprocess ``item``; runs in the reader thread, beside the forward."""
+def prepare(
+    item: str, src: Storage, adapter: Adapter, max_pixels: int = defaults.MAX_PIXELS
+) -> Prepared:
+    """Read, decode and preprocess ``item``; runs in the reader thread, beside the forward.
+
+    An image above ``max_pixels`` (width × height, read from its header) fails undecoded."""
     watch = Stopwatch()
     try:
         with watch.stage("read"):
             data = src.read_bytes(item)
         with watch.stage("decode"):
-            image = decode_image(data, src.uri_for(item))
+            image = decode_image(data, src.uri_for(item), max_pixels=max_pixels)
         with watch.stage("preprocess"):
             blob, meta = adapter.preprocess(image)
     except Exception as exc:  # recorded as this item's failure, never the batch's
@@ -222,13 +227,23 @@ def finish(
     )
 
 
-def process_image(item: str, src: Storage, dst: Storage, model: LoadedModel) -> ItemResult:
+def process_image(
+    item: str,
+    src: Storage,
+    dst: Storage,
+    model: LoadedModel,
+    max_pixels: int = defaults.MAX_PIXELS,
+) -> ItemResult:
     """Run ``model`` on image ``item`` of ``src`` and write its two outputs to ``dst``."""
-    return next(run_images([item], src, dst, model))
+    return next(run_images([item], src, dst, model, max_pixels))
 
 
 def run_images(
-    items: Iterable[str], src: Storage, dst: Storage, model: LoadedModel
+    items: Iterable[str],
+    src: Storage,
+    dst: Storage,
+    model: LoadedModel,
+    max_pixels: int = defaults.MAX_PIXELS,
 ) -> Iterator[ItemResult]:
     """Process ``items`` with I/O overlapping compute, yielding each result in item order.
 
@@ -236,7 +251,8 @@ def run_images(
     (up to two forward batches ahead), this thread runs the forward (``engine.max_batch`` images
     at a time) and postprocess, and a writer thread annotates, encodes and writes finished
     images. OpenCV, onnxruntime and boto3 release the GIL, so the stages really overlap, and on
-    a remote store the GETs and PUTs hide behind the forward. Never raises for a bad item.
+    a remote store the GETs and PUTs hide behind the forward. Never raises for a bad item;
+    an image above ``max_pixels`` is refused from its header, undecoded.
 
     Example:
         >>> [r.ok for r in run_images(["a.jpg", "b.jpg"], src, dst, model)]
@@ -254,7 +270,7 @@ def run_images(
 
         def read_ahead() -> None:
             while len(ahead) < 2 * step and (item := next(todo, None)) is not None:
-                ahead.append(reader.submit(prepare, item, src, adapter))
+                ahead.append(reader.submit(prepare, item, src, adapter, max_pixels))
 
         read_ahead()
         while ahead:
@@ -297,6 +313,7 @@ def run_image_batch(
     dst: Storage,
     model: Callable[[], LoadedModel],
     skip: Callable[[str], bool] = lambda item: False,
+    max_pixels: int = defaults.MAX_PIXELS,
 ) -> Iterator[ItemResult]:
     """Process every item of ``job`` that ``skip`` does not exclude, yielding as each finishes.
 
@@ -309,4 +326,5 @@ def run_image_batch(
         for item in job.items:
             yield failure(item, exc)
         return
-    yield from run_images((item for item in job.items if not skip(item)), src, dst, loaded)
+    todo = (item for item in job.items if not skip(item))
+    yield from run_images(todo, src, dst, loaded, max_pixels)

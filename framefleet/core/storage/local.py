@@ -30,7 +30,10 @@ class LocalStorage(Storage):
     """A folder used as an object store; keys map to files below it.
 
     Writes go to a temporary file in the target's directory, are fsynced, then renamed over the
-    target with `os.replace`, so readers never see a partial file. Symlinks are followed.
+    target with `os.replace`, so readers never see a partial file. Symlinks are followed when
+    reading, but a write never lands outside the root: one whose folder resolves through a
+    symlink to a place outside it is refused (an output key derives from an input key, and an
+    input folder may hold links the user did not make).
 
     Example:
         >>> storage = LocalStorage("/data/out")        # or "file:///data/out"
@@ -76,7 +79,9 @@ class LocalStorage(Storage):
         """Write via a temp file and `os.replace`; ``content_type`` is ignored here."""
         path = self.path_for(key)
         try:
+            self._check_inside(path.parent, key)
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._check_inside(path.parent, key)  # a link may appear between check and mkdir
             _write_atomic(path, data)
         except OSError as exc:
             raise self._translate(exc, "write", key) from exc
@@ -93,7 +98,9 @@ class LocalStorage(Storage):
         target = self.path_for(key)
         temp = target.with_name(TEMP_PREFIX + secrets.token_hex(8))
         try:
+            self._check_inside(target.parent, key)
             target.parent.mkdir(parents=True, exist_ok=True)
+            self._check_inside(target.parent, key)
             shutil.copyfile(path, temp)
             os.replace(temp, target)
         except OSError as exc:
@@ -101,15 +108,29 @@ class LocalStorage(Storage):
             raise self._translate(exc, "write", key) from exc
 
     def delete(self, key: str) -> None:
-        """Unlink the file; see `Storage.delete`."""
+        """Unlink the file; see `Storage.delete`. Like writes, never through a folder that
+        resolves outside the root."""
+        path = self.path_for(key)
+        self._check_inside(path.parent, key, action="delete")
         try:
-            self.path_for(key).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         except OSError as exc:
             raise self._translate(exc, "delete", key) from exc
 
     def local_path(self, key: str) -> Path | None:
         """`path_for` ``(key)``: readers open the file in place."""
         return self.path_for(key)
+
+    def _check_inside(self, folder: Path, key: str, action: str = "write") -> None:
+        """Raise `StorageError` if ``folder`` resolves (symlinks followed) outside the root."""
+        root = os.path.realpath(self.root)
+        real = os.path.realpath(folder)
+        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+            raise StorageError(
+                f"refusing to {action} {self.uri}{key}: its folder resolves to {real}, outside the "
+                f"storage root {root} (through a symlink); remove the link or choose another "
+                "output folder"
+            )
 
     def exists(self, key: str) -> bool:
         """Tell whether a regular file (or a symlink to one) has this key."""
