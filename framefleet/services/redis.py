@@ -1,7 +1,8 @@
 """Start a throwaway ``redis-server`` on a free loopback port (tests and the demo).
 
 It keeps nothing on disk (``--save '' --appendonly no``), so a restart empties it, which is what
-fault tests of a Redis restart want unless they pass ``persist=True``.
+fault tests of a Redis restart want unless they pass ``persist=True``. With ``password`` it requires
+AUTH, and with ``tls`` it listens for TLS only (``rediss://``), as a production Redis should.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import redis
 
@@ -21,6 +24,16 @@ INSTALL_HINT = (
 )
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS Redis: the CA that signed the server certificate, the certificate and
+    its key. Clients verify the server against ``ca``; the server does not ask clients for one."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
 class RedisServer:
     """A ``redis-server`` child process.
 
@@ -29,16 +42,30 @@ class RedisServer:
         ...     client = redis.Redis.from_url(server.url)
     """
 
-    def __init__(self, workdir: Path, port: int | None = None, persist: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        persist: bool = False,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
+    ) -> None:
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.persist = persist
+        self.password = password
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """``redis://127.0.0.1:PORT/0``; ``rediss://:PASSWORD@...?ssl_cert_reqs=required&
+        ssl_ca_certs=CA`` with a password and TLS (redis-py and kombu both read those options)."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        if self.tls is None:
+            return f"redis://{auth}127.0.0.1:{self.port}/0"
+        query = urlencode({"ssl_cert_reqs": "required", "ssl_ca_certs": str(self.tls.ca)})
+        return f"rediss://{auth}127.0.0.1:{self.port}/0?{query}"
 
     @property
     def log_path(self) -> Path:
@@ -71,8 +98,24 @@ class RedisServer:
             "no",
         ]
         args += ["--appendonly", "yes" if self.persist else "no"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
+        if self.tls is not None:
+            args[args.index("--port") + 1] = "0"  # TLS only: no plain-text port at all
+            args += ["--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            args += ["--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key)]
+            args += ["--tls-ca-cert-file", str(self.tls.ca)]
+        if self.password:
+            # From stdin, not argv: a password on a command line shows in `ps`.
+            args.append("-")
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE if self.password else subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        if self.password and self.process.stdin is not None:
+            self.process.stdin.write(f'requirepass "{self.password}"\n'.encode())
+            self.process.stdin.close()
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
