@@ -109,7 +109,8 @@ def test_model_with_wrong_sha256_stops_the_worker_before_loading(
 
 
 class EventLog:
-    """Celery task events, as Flower receives them, captured in a thread."""
+    """Celery task events, as Flower receives them (after its ``enable_events`` broadcast),
+    captured in a thread."""
 
     def __init__(self, app: Celery) -> None:
         self.events: list[dict[str, Any]] = []
@@ -178,7 +179,9 @@ def run_job_and_grep_for_secrets(
     fleet = Fleet(settings, tmp_path, extra_env=s3_server.env())
     try:
         worker = fleet.start("tls")
-        with EventLog(create_app(settings)) as events:
+        app = create_app(settings)
+        app.control.enable_events()  # what Flower broadcasts while it watches
+        with EventLog(app) as events:
             result = run_cli(
                 settings, "submit", src.uri, "--out", dst.uri, "--wait", env=s3_server.env()
             )
@@ -197,7 +200,8 @@ def run_job_and_grep_for_secrets(
     task_args = [repr(e.get("args")) for e in events.events if e.get("type") == "task-received"]
     # Positive controls: what is grepped below really holds the job's traces.
     assert job_id in state
-    assert any("s3://secure-in/job/" in args for args in task_args), events.events[:3]
+    kinds = [e["type"] for e in events.events]
+    assert any("s3://secure-in/job/" in args for args in task_args), kinds
     assert "ünï/dog.jpg.json" in outputs
     assert "_framefleet/failures.jsonl" in outputs
     assert "rediss://:**@" in worker.log()  # Celery's banner, masked
