@@ -20,7 +20,7 @@ from kombu import Connection
 from framefleet.core.jobstate import JobRecord, JobStore
 from framefleet.core.messages import ImageBatch
 from framefleet.core.modelstore import ModelStore
-from framefleet.core.outputs import annotated_key, result_key
+from framefleet.core.outputs import annotated_key, frames_key, result_key
 from framefleet.core.registry import load_registry
 from framefleet.core.settings import Settings
 from framefleet.core.storage import LocalStorage, open_storage
@@ -43,9 +43,9 @@ EXPECTED_FAILURES: dict[str, tuple[str, list[str]]] = {
     "notes.jpg": ("ImageDecodeError", ["not an image format", "plain text"]),
     "error-page.jpg": ("ImageDecodeError", ["not an image format", "HTML"]),
     "bomb.png": ("ImageDecodeError", ["30000×30000", "above the 60.0 MP limit", "max_pixels"]),
-    "videos/corrupt.mp4": ("VideoOpenError", ["cannot open", "as a video"]),
-    "videos/truncated.mp4": ("VideoOpenError", ["stops after", "of the 1394 frames", "truncated"]),
-    "videos/zero-frames.avi": ("VideoOpenError", ["no decodable frame"]),
+    "videos/corrupt.mp4": ("VideoOpenError", ["cannot read", "as a video", "corrupt"]),
+    "videos/truncated.mp4": ("VideoOpenError", ["header claims 1394 frames", "truncated"]),
+    "videos/zero-frames.avi": ("VideoOpenError", ["no frame", "nothing to process"]),
 }
 PROCESSED = [
     "16-bit.png",
@@ -220,7 +220,8 @@ def check_processed_outputs(dst: LocalStorage, facts: dict[str, Any]) -> None:
     page = docs["multipage.tiff"]["image"]
     assert (page["width"], page["height"]) == facts["tiff_wh"]  # the first page
     gif = docs["videos/animated.gif"]
-    assert len(gif["frames"]) == 3
+    assert gif["video"]["frames"] == 3
+    assert len(dst.read_bytes(frames_key("videos/animated.gif")).splitlines()) == 3
     assert docs["gif-named-as.jpg"]["image"] == {"width": 128, "height": 96}  # its first frame
 
     # EXIF orientation honoured: the stored pixels lie on their side, the result is upright and

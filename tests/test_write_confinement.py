@@ -55,6 +55,19 @@ def test_a_symlinked_folder_leading_outside_is_refused(layout) -> None:
     assert list(outside.iterdir()) == []
 
 
+def test_upload_and_delete_do_not_follow_a_symlinked_folder_out(layout, tmp_path: Path) -> None:
+    storage, outside = layout
+    (outside / "keep.mp4").write_bytes(b"theirs")
+    (storage.root / "clips").symlink_to(outside, target_is_directory=True)
+    part = tmp_path / "part.mp4"
+    part.write_bytes(b"ours")
+    with pytest.raises(StorageError, match=r"refusing to write .*outside the storage root"):
+        storage.upload(part, "clips/new.mp4")
+    with pytest.raises(StorageError, match=r"refusing to delete .*outside the storage root"):
+        storage.delete("clips/keep.mp4")
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.mp4"]
+
+
 def test_a_symlinked_file_is_replaced_not_written_through(layout) -> None:
     storage, outside = layout
     victim = outside / "victim.txt"
