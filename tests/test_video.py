@@ -15,6 +15,7 @@ import av
 import pytest
 from fleet import Fleet, wait_for_job
 from helpers import MEDIA_DIR
+from test_e2e import run_cli
 
 from framefleet.core.documents import VideoDocument, read_document
 from framefleet.core.jobstate import JobStatus, JobStore
@@ -228,5 +229,11 @@ def test_segment_killed_midway_is_redone(
     assert_each_sampled_frame_once(lines(dst, key), 100, Sampling(), 10.0)
     assert_whole_video(dst, key, tmp_path, 100, 10.0, (768, 432))
     assert record.videos[0].segments_done == 10
+    # `framefleet status` shows the video's segments, in text and in JSON
+    shown = run_cli(settings, "status", job_id)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{key}  10/10 segments  merged" in shown.stdout
+    as_json = json.loads(run_cli(settings, "status", job_id, "--json").stdout)
+    assert as_json["videos"][0]["segments_done"] == as_json["videos"][0]["segments_total"] == 10
     time.sleep(0)  # the worker's new pool process keeps serving
     assert worker.process.poll() is None
