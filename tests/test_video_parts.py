@@ -21,6 +21,7 @@ from framefleet.core.sampling import Sampling
 from framefleet.core.storage import open_storage
 from framefleet.core.videostate import SegmentOutcome, VideoStore
 from framefleet.inference.loaded import load_model
+from framefleet.inference.video.frames import decode
 from framefleet.inference.video.links import TrackLinker
 from framefleet.inference.video.plan import merge_message, plan_segments
 from framefleet.inference.video.probe import probe
@@ -208,3 +209,21 @@ def test_whole_video_in_process_writes_h264_and_lines(tmp_path: Path) -> None:
         stream = container.streams.video[0]
         assert (stream.codec_context.name, stream.frames, stream.width) == ("h264", 41, 480)
     assert not list(dst.list("_framefleet/parts/"))
+
+
+def test_a_segment_on_s3_reads_only_its_part_of_the_object(s3_server) -> None:
+    """Ranged reads: the container's index and the segment's packets, not the whole object."""
+    name = "intel_one-by-one-person-detection.mp4"  # 3.3 MB, 1394 frames, a keyframe every 10
+    local = MEDIA_DIR / "video" / name
+    s3_server.create_bucket("ranged")
+    store = open_storage("s3://ranged/v/")
+    store.write_bytes(name, local.read_bytes())
+    video = probe(local, name)
+    start, end = 700, 720
+    with store.open_read(name) as reader:
+        remote = list(decode(reader, name, start, video.pts[start], end, 1))
+        fetched = reader.raw.fetched
+    here = list(decode(local, name, start, video.pts[start], end, 1))
+    assert [f.index for f in remote] == list(range(start, end))
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(remote, here, strict=True))
+    assert fetched < local.stat().st_size / 3, fetched  # index + 20 frames, in 256 KiB blocks

@@ -18,11 +18,13 @@ Errors every backend raises, and what a caller should do with them:
 
 from __future__ import annotations
 
+import io
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from framefleet.core.errors import StorageError
 
@@ -140,6 +142,12 @@ class Storage(ABC):
     def delete(self, key: str) -> None:
         """Remove object ``key``; a missing key is not an error. Raises as `write_bytes`."""
         raise StorageError(f"{type(self).__name__} cannot delete {self.uri_for(key)}")
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A seekable, read-only file object over ``key``, for readers (FFmpeg) that read only the
+        parts they need. S3 fetches byte ranges on demand; local storage opens the file; the
+        default reads the whole object into memory. Raises as `read_bytes`."""
+        return io.BytesIO(self.read_bytes(key))
 
     def local_path(self, key: str) -> Path | None:
         """The filesystem path of ``key`` when the storage is a local folder, else None."""

@@ -8,6 +8,7 @@ import secrets
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from framefleet.core.errors import ObjectNotFound, StorageError, StorageUnavailable
 from framefleet.core.storage.base import (
@@ -116,6 +117,13 @@ class LocalStorage(Storage):
             path.unlink(missing_ok=True)
         except OSError as exc:
             raise self._translate(exc, "delete", key) from exc
+
+    def open_read(self, key: str) -> BinaryIO:
+        """Open the file; see `Storage.open_read`."""
+        try:
+            return self.path_for(key).open("rb")
+        except OSError as exc:
+            raise self._translate(exc, "read", key) from exc
 
     def local_path(self, key: str) -> Path | None:
         """`path_for` ``(key)``: readers open the file in place."""

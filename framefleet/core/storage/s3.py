@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import boto3  # type: ignore[import-untyped, unused-ignore]
 import botocore.exceptions as boto_errors  # type: ignore[import-untyped, unused-ignore]
@@ -36,6 +36,7 @@ from framefleet.core.storage.base import (
     uri_scheme,
     with_slash,
 )
+from framefleet.core.storage.ranged import open_ranged
 
 S3Client = Any
 """A boto3 S3 client (boto3 ships no type stubs)."""
@@ -210,6 +211,22 @@ class S3Storage(Storage):
         full = self.prefix + check_key(key)
         with self._errors("read", key):
             self.client.download_file(self.bucket, full, str(path))
+
+    def open_read(self, key: str) -> BinaryIO:
+        """One HeadObject, then a ranged GetObject per block read; see `Storage.open_read`."""
+        full = self.prefix + check_key(key)
+        with self._errors("read", key):
+            size = int(self.client.head_object(Bucket=self.bucket, Key=full)["ContentLength"])
+
+        def fetch(start: int, end: int) -> bytes:
+            with self._errors("read", key):
+                response = self.client.get_object(
+                    Bucket=self.bucket, Key=full, Range=f"bytes={start}-{end - 1}"
+                )
+                data: bytes = response["Body"].read()
+            return data
+
+        return open_ranged(size, fetch)
 
     def upload(self, path: Path, key: str) -> None:
         """boto3's managed upload (multipart above 8 MiB); see `Storage.upload`."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import av
 import cv2
@@ -16,6 +15,7 @@ import numpy as np
 
 from framefleet.core.errors import VideoOpenError
 from framefleet.inference.models.base import Image
+from framefleet.inference.video.fetch import Source, open_container
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Frame:
 
 
 def decode(
-    path: Path,
+    path: Source,
     name: str,
     first_frame: int,
     first_pts: int | None,
@@ -47,7 +47,7 @@ def decode(
     """
     index = first_frame
     try:
-        with av.open(str(path)) as container:
+        with open_container(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "FRAME"
             stream.thread_count = max(1, threads)

@@ -1,12 +1,13 @@
 """Run one video segment: decode, sample, infer, track, and write its results and annotated part.
 
-A segment decodes from the keyframe before its warm-up frames, runs its own tracker over the
-sampled warm-up frames (written as ``overlap`` lines, which the merge uses only to link this
-segment's tracks with the previous segment's), then over its own frames ``[start, end)``: each
-sampled frame becomes one JSON line (absolute frame index, timestamp, results or why it was
-skipped), and every frame of the range goes into the H.264 part, annotated with the latest
-results. Both go to deterministic keys (`framefleet.core.outputs.part_key`), so a redelivered
-segment overwrites its own part.
+A segment reads only what it needs (a local file in place; S3 by ranged reads: the container's
+index and its own packets) and decodes from the keyframe before its warm-up frames. It runs its
+own tracker over the sampled warm-up frames (written as ``overlap`` lines, which the merge uses
+only to link this segment's tracks with the previous segment's), then over its own frames
+``[start, end)``: each sampled frame becomes one JSON line (absolute frame index, timestamp,
+results or why it was skipped), and every frame of the range goes into the H.264 part,
+annotated with the latest results. Both go to deterministic keys
+(`framefleet.core.outputs.part_key`), so a redelivered segment overwrites its own part.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from framefleet.inference.loaded import LoadedModel
 from framefleet.inference.models.base import Image
 from framefleet.inference.pipeline import ItemResult, Stopwatch, class_counts, failure, worker_id
 from framefleet.inference.video.encode import H264Writer
-from framefleet.inference.video.fetch import local_video
+from framefleet.inference.video.fetch import Source, open_container, video_source
 from framefleet.inference.video.frames import decode
 from framefleet.inference.video.probe import stream_rate
 from framefleet.inference.video.tracking import tracker_for
@@ -70,7 +71,7 @@ def process_segment(
     unit = job.unit.id
     try:
         with (
-            local_video(src, job.item) as path,
+            video_source(src, job.item) as path,
             tempfile.TemporaryDirectory(prefix="framefleet-segment-") as tmp,
         ):
             video, lines = Path(tmp) / "part.mp4", Path(tmp) / "part.jsonl"
@@ -89,7 +90,7 @@ def process_segment(
 
 def _run(
     job: VideoSegment,
-    path: Path,
+    path: Source,
     name: str,
     model: LoadedModel,
     video: Path,
@@ -97,7 +98,7 @@ def _run(
     threads: int,
 ) -> tuple[int, Counter[str]]:
     try:
-        with av.open(str(path)) as container:
+        with open_container(path) as container:
             stream = container.streams.video[0]
             fps = stream_rate(stream)
             width, height = stream.codec_context.width, stream.codec_context.height
