@@ -25,10 +25,8 @@ def local_video(storage: Storage, key: str) -> Iterator[Path]:
     """The path of ``key``: the file itself for local storage, else a temporary download
     (boto3's managed transfer for S3: streamed to disk, never whole in memory). Raises as
     `Storage.download`."""
-    path = storage.local_path(key)
+    path = _in_place(storage, key)
     if path is not None:
-        if not path.is_file():
-            storage.read_bytes(key)  # raises ObjectNotFound with the storage's own message
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="framefleet-video-") as tmp:
@@ -45,10 +43,8 @@ Source = Path | BinaryIO
 def video_source(storage: Storage, key: str) -> Iterator[Source]:
     """What FFmpeg reads ``key`` through, reading only what it asks for (see the module doc).
     Raises as `Storage.read_bytes`."""
-    path = storage.local_path(key)
+    path = _in_place(storage, key)
     if path is not None:
-        if not path.is_file():
-            storage.read_bytes(key)  # raises ObjectNotFound with the storage's own message
         yield path
         return
     with storage.open_read(key) as reader:
@@ -61,3 +57,11 @@ def open_container(source: Source) -> InputContainer:
         return av.open(str(source), "r")
     source.seek(0)
     return av.open(source, "r")
+
+
+def _in_place(storage: Storage, key: str) -> Path | None:
+    """The file of ``key`` when ``storage`` is a local folder (checked to exist), else None."""
+    path = storage.local_path(key)
+    if path is not None and not path.is_file():
+        storage.read_bytes(key)  # raises ObjectNotFound with the storage's own message
+    return path
