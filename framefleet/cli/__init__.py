@@ -15,6 +15,7 @@ from framefleet.cli import (  # noqa: F401  (registers commands)
     report,
     run,
     submit,
+    train,
     tune,
     verify,
 )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from framefleet.cli.base import HELP_EPILOG, _exits, main
 from framefleet.core import defaults
 from framefleet.core.settings import Settings
+
+if TYPE_CHECKING:
+    from framefleet.learn.publish import Published
 
 FINETUNE_EPILOG = """\b
 Examples:
@@ -91,16 +95,10 @@ def finetune(
     --parity-atol), labels.txt, training_curve.png and metrics.json; with --name, copies the
     model under the model directory and adds it to --models-file, so workers serve it by name.
     """
-    from framefleet.core.errors import ConfigError
-
     settings = settings.with_(
         holdout=holdout, parity_atol=parity_atol, local_max_items=local_max_items
     )
-    if name and settings.models_file is None:
-        raise ConfigError(
-            "--name registers the model in your registry file: give --models-file FILE "
-            "(or FRAMEFLEET_MODELS); it is created if missing"
-        )
+    require_registry(settings, name)
 
     def echo(message: str) -> None:
         click.echo(message, err=True)
@@ -124,8 +122,25 @@ def finetune(
         result.holdout_accuracy,
         result.baseline_accuracy,
     )
+    report(published, accuracy, baseline)
+
+
+def require_registry(settings: Settings, name: str | None) -> None:
+    """--name needs a registry file to write to."""
+    from framefleet.core.errors import ConfigError
+
+    if name and settings.models_file is None:
+        raise ConfigError(
+            "--name registers the model in your registry file: give --models-file FILE "
+            "(or FRAMEFLEET_MODELS); it is created if missing"
+        )
+
+
+def report(published: Published, accuracy: float, baseline: float | None) -> None:
+    """What finetune and train print at the end."""
+    versus = "" if baseline is None else f" (baseline {baseline:.3f})"
     click.echo(f"model      {published.model_path}")
-    click.echo(f"accuracy   {accuracy:.3f} held-out (baseline {baseline:.3f})")
+    click.echo(f"accuracy   {accuracy:.3f} held-out{versus}")
     click.echo(
         f"parity     max |dp| {published.parity.max_abs_diff:.2g} on "
         f"{published.parity.items} held-out images (tolerance {published.parity.atol:g})"
