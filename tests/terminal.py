@@ -3,6 +3,8 @@ and scrollback read with capture-pane."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -20,7 +22,9 @@ class Terminal:
             missing_tool("tmux not found; install it: apt-get install -y tmux (scripts/bootstrap)")
         self.tmp = tmp
         self.width, self.height = width, height
-        self.socket = f"framefleet-test-{tmp.name}"
+        # A server of our own: tmux sockets live in one folder per user, and other test runs on
+        # this machine (other checkouts, CI) must never share or kill it.
+        self.socket = f"framefleet-test-{os.getpid()}-{secrets.token_hex(4)}"
         self.rc_path = tmp / "terminal.rc"
 
     def _tmux(self, *args: str) -> str:
@@ -42,7 +46,7 @@ class Terminal:
             f"echo $? > {shlex.quote(str(self.rc_path))}\nsleep 600\n"
         )
         self._tmux(
-            "new-session", "-d", "-x", str(self.width), "-y", str(self.height),
+            "new-session", "-d", "-s", "test", "-x", str(self.width), "-y", str(self.height),
             f"bash --noprofile --norc {shlex.quote(str(script))}",
         )  # fmt: skip
 
@@ -61,7 +65,9 @@ class Terminal:
 
     def screen(self, history: bool = False) -> str:
         """What the pane shows (``history``: with everything scrolled off the top)."""
-        return self._tmux("capture-pane", "-p", "-J", *(["-S", "-"] if history else []))
+        return self._tmux(
+            "capture-pane", "-p", "-J", "-t", "test", *(["-S", "-"] if history else [])
+        )
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,14 @@ def test_s3_job_outputs_equal_direct_run(
     assert summary["classes"]["dog"] >= 1
     assert "detections per class" in result.stdout
     assert f"({len(keys)} images and video frames done)" in result.stdout
+    # The report page lands in S3 too, written by the worker that completed the job.
+    deadline = time.monotonic() + 60
+    while not dst.exists(report_key("report.html")):
+        assert time.monotonic() < deadline, "no report.html in S3 60 s after the job"
+        time.sleep(0.2)
+    page = dst.read_bytes(report_key("report.html")).decode()
+    assert f"framefleet job {job_id}" in page
+    assert page.count('<img src="data:image/jpeg;base64,') == len(keys)
 
 
 def test_local_folder_job(

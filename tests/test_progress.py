@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from browser import artifacts_dir
 from fleet import REPO, Fleet
 from rich.console import Console
 from terminal import Terminal
 from test_e2e import run_cli, upload
+from test_operations import SHORT_CLIP
 
 from framefleet.core.jobstate import JobRecord, JobStatus, JobStore, VideoProgress
 from framefleet.core.settings import Settings
@@ -95,17 +97,22 @@ def test_submit_wait_redraws_in_place_in_an_80_column_terminal(
     src = open_storage(str(tmp_path / "in"))
     upload(src, media_images[:4])
     src.write_bytes("broken.jpg", b"not a jpeg")
+    src.write_bytes("clips/parking.mp4", SHORT_CLIP.read_bytes())  # 3.3 s: 4 segments of 1 s
     terminal = Terminal(tmp_path, width=80, height=24)
     try:
-        argv = [sys.executable, "-m", "framefleet.cli", "submit", src.uri, "--out", str(tmp_path / "out"), "--wait"]
+        argv = [sys.executable, "-m", "framefleet.cli", "submit", src.uri, "--out", str(tmp_path / "out"), "--wait", "--segment-seconds", "1"]
         terminal.run(argv, fleet.env(), cwd=REPO)
-        fleet.start("w1")  # the display redraws at 0/5 while the worker starts, then advances
+        fleet.start("w1")  # the display redraws at 0/6 while the worker starts, then advances
         assert terminal.wait(timeout_s=180) == 1  # one item failed
         history = terminal.screen(history=True)
     finally:
         terminal.close()
+    saved = artifacts_dir() / "progress-terminal.txt"
+    saved.write_text(history)
+    print(f"terminal: {saved}")
     lines = history.splitlines()
-    job_id = job_store.recent(1)[0].job_id
+    record = job_store.recent(1)[0]
+    job_id = record.job_id
     # One display, redrawn in place: its header is on the screen once, however many redraws.
     header = f"job {job_id}  model yolox-nano"
     assert sum(line.startswith(header) for line in lines) == 1, history
@@ -114,8 +121,13 @@ def test_submit_wait_redraws_in_place_in_an_80_column_terminal(
     display = lines[start:end]
     assert all(len(line) <= 80 for line in display), history  # -J joins wrapped lines
     assert display[0] == f"{header}  done"
-    assert any("100%  5/5" in line for line in lines), history
-    assert any(line.startswith("4 done  1 failed  0 pending") for line in lines), history
+    assert any(f"100%  {record.total}/{record.total}" in line for line in display), history
+    assert any(line.startswith(f"{record.done} done  1 failed  0 pending") for line in display)
+    # The video's row: its segments, all done.
+    (video,) = record.videos
+    assert video.segments_total >= 3
+    row = next(line for line in display if line.startswith("clips/parking.mp4"))
+    assert f"{video.segments_total}/{video.segments_total} seg" in row, history
     assert "broken.jpg: ImageDecodeError" in history  # the summary follows the display
 
 
