@@ -10,6 +10,7 @@ scales on its own queue length.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from celery import Celery
@@ -76,6 +77,9 @@ def create_app(settings: Settings, models: Iterable[str] = ()) -> Celery:
         worker_send_task_events=False,
         task_send_sent_event=False,
         broker_connection_retry_on_startup=True,
+        # Publishing rides out a Redis restart for about redis_wait_s (a resent message is
+        # harmless: outcomes count once).
+        task_publish_retry_policy=publish_retry_policy(settings.redis_wait_s),
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
             "socket_connect_timeout": 5,
@@ -92,6 +96,14 @@ def task_options(job: Message) -> dict[str, str]:
     """Options of every send of ``job`` (first send and retries): its model's queue, and the
     readable arguments Flower shows instead of the raw message (`Message.describe`)."""
     return {"queue": queue_name(job.model), "argsrepr": job.describe(), "kwargsrepr": "{}"}
+
+
+def publish_retry_policy(wait_s: float) -> dict[str, float]:
+    """Kombu's retry policy for publishing, spanning about ``wait_s`` seconds: pauses of 0.5,
+    1.5, 2.5, 3.5, 4.5 s, then 5 s each."""
+    first = 12.5  # the five growing pauses
+    retries = 5 + math.ceil(max(0.0, wait_s - first) / 5) if wait_s > 0 else 0
+    return {"max_retries": retries, "interval_start": 0.5, "interval_step": 1, "interval_max": 5}
 
 
 def send_job(app: Celery, job: Message) -> None:

@@ -170,6 +170,7 @@ def submit(
         return Submission(job_id=None, items=count, skipped=skipped, messages=0)
 
     jobs = JobStore.from_url(settings.redis_url)
+    jobs.reconnect_s = settings.redis_wait_s  # fail fast at first, then ride out a restart
     sampling = sampling or Sampling()
     params: dict[str, object] = {
         "batch_size": settings.batch_size,
@@ -195,7 +196,9 @@ def submit(
     try:
         for chunk in chunks(listed, SEND_CHUNK):
             count = sum(n for _, n in chunk)
-            jobs.add_items(job_id, count)  # before sending: the total never lags the outcomes
+            # Before sending: the total never lags the outcomes. Numbered by the chunk's first
+            # message, so a call repeated after a dropped connection counts the chunk once.
+            jobs.add_items(job_id, count, message_no=sent)
             send_jobs(app, [message for message, _ in chunk])
             items += count
             sent += len(chunk)

@@ -94,3 +94,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 def media_images() -> list[Path]:
     """The shared sample photos."""
     return sorted(MEDIA_DIR.joinpath("images").iterdir())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault tests' figures: seconds from each fault to the job's completion."""
+    from faults import FIGURES
+
+    if not FIGURES:
+        return
+    terminalreporter.section("faults survived (seconds from the last fault to job completion)")
+    for f in FIGURES:
+        terminalreporter.write_line(
+            f"{f.test:<36} {f.injected:>3} x {f.fault:<16} items {f.items:>4} "
+            f"done {f.done:>4} failed {f.failed:>2}  finished {f.seconds_to_finish:>6.1f} s after"
+        )

@@ -78,6 +78,8 @@ def test_flower_shows_workers_and_the_jobs_tasks_in_a_browser(
         assert (record.done, record.failed) == (4, 2)
 
         # Flower's own record of the tasks: readable arguments, counts as results, no URIs.
+        # The last outcome is recorded before its task returns (and releases its lease), so wait
+        # for the tasks' final states, not just for three tasks.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             tasks = flower_tasks(url)

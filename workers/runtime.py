@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 
 import cv2
 
+from framefleet.core import redisconn
+from framefleet.core.control import JobControl
 from framefleet.core.errors import PipelineError
 from framefleet.core.jobstate import JobStore
+from framefleet.core.leases import Heartbeat, LeaseStore
 from framefleet.core.modelstore import ModelStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 from framefleet.inference.loaded import ModelCache
+from framefleet.inference.pipeline import worker_id
 from workers.observers import Observers
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,9 @@ class WorkerRuntime:
     settings: Settings
     models: ModelCache
     jobs: JobStore
+    leases: LeaseStore
+    heartbeat: Heartbeat
+    control: JobControl
     observers: Observers = field(default_factory=Observers)
     _storages: dict[str, Storage] = field(default_factory=dict)
 
@@ -43,6 +50,7 @@ class WorkerRuntime:
 
 
 _runtime: WorkerRuntime | None = None
+_pending: tuple[Settings, tuple[str, ...]] | None = None
 
 
 def cv_threads(settings: Settings) -> int:
@@ -57,9 +65,12 @@ def init_process(settings: Settings, models: tuple[str, ...]) -> WorkerRuntime:
     """Build this process's runtime and load ``models``.
 
     A model that fails to load is logged with its reason and left out; its tasks then fail with
-    that reason, item by item, instead of killing the process.
+    that reason, item by item, instead of killing the process. Redis is not contacted here: a child
+    forked while Redis restarts still starts, and its first task waits for Redis
+    (``settings.redis_wait_s``) like any other call.
     """
-    global _runtime
+    global _runtime, _pending
+    _pending = (settings, models)
     threads = cv_threads(settings)
     cv2.setNumThreads(threads)
     registry = ModelCache(
@@ -74,8 +85,16 @@ def init_process(settings: Settings, models: tuple[str, ...]) -> WorkerRuntime:
             registry.get(name)
         except PipelineError as exc:
             log.error("model %s not loaded: %s", name, exc)
+    client = redisconn.connect(settings.redis_url)
+    leases = LeaseStore(client, ttl_s=settings.lease_ttl_s, reconnect_s=settings.redis_wait_s)
+    jobs = JobStore(client, reconnect_s=settings.redis_wait_s)
     _runtime = WorkerRuntime(
-        settings=settings, models=registry, jobs=JobStore.from_url(settings.redis_url)
+        settings=settings,
+        models=registry,
+        jobs=jobs,
+        leases=leases,
+        heartbeat=Heartbeat(leases, holder=worker_id()),
+        control=JobControl(jobs),
     )
     if settings.metrics_port:  # `framefleet worker` serves them from the parent (workers.metrics)
         from workers.metrics import PrometheusObserver
@@ -84,12 +103,22 @@ def init_process(settings: Settings, models: tuple[str, ...]) -> WorkerRuntime:
     return _runtime
 
 
+def configure(settings: Settings, models: tuple[str, ...]) -> None:
+    """Remember what `init_process` needs, so `current` can build the runtime itself in a process
+    where the ``worker_process_init`` handler did not run or did not finish."""
+    global _pending
+    _pending = (settings, models)
+
+
 def current() -> WorkerRuntime:
     """The runtime of this process.
 
     Raises:
-        PipelineError: `init_process` has not run here (a task called outside a worker).
+        PipelineError: the process was never configured (a task called outside a worker).
     """
+    if _runtime is None and _pending is not None:
+        log.warning("worker runtime missing in this process; initialising it now")
+        return init_process(*_pending)
     if _runtime is None:
         raise PipelineError(
             "worker runtime not initialised: tasks run only inside `framefleet worker` or "

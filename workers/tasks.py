@@ -1,8 +1,9 @@
 """Celery tasks: thin wrappers that decode a message, run the pipeline and record outcomes.
 
-A task does four things: decode the job, skip it if the job was cancelled, run the plain pipeline
-function, and map each item's outcome to "record" or "retry". Items that failed transiently are
-resent as a smaller message of their own; the items that succeeded are not redone.
+A task does four things: decode the job, take its lease (`workers.guard`; skipped if the job is
+no longer running: cancelled, stopped early, finished), run the plain pipeline function, and map
+each item's outcome to "record" or "retry". Items that failed transiently are resent as a smaller
+message of their own; the items that succeeded are not redone.
 
 What monitors see (Flower reads the workers' events; no result backend): the task's arguments
 are `Message.describe` (ids and counts, no URIs); a task returns its item counts, and a task
@@ -14,7 +15,8 @@ outcome, without a traceback, and nothing retries it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Any, TypeVar
 
 from celery import Celery, Task
@@ -24,10 +26,12 @@ from framefleet.core.jobstate import JobStatus
 from framefleet.core.messages import ImageBatch, Message, VideoMerge, VideoPlan, VideoSegment
 from framefleet.inference.pipeline import ItemResult, run_image_batch
 from framefleet.queue import TASK_IMAGE_BATCH, task_options
-from framefleet.report import write_reports
 from workers import runtime
+from workers.guard import Guard, guarded, report
 
 log = logging.getLogger(__name__)
+
+STOPPED = "stopped: see the worker log (items failed with the error, or lease kept for a sweeper)"
 
 
 def register(app: Celery) -> None:
@@ -38,20 +42,30 @@ def register(app: Celery) -> None:
         job = _decode(ImageBatch, message)
         if job is None:
             return {"outcome": "dropped: malformed message"}
-        if _cancelled(job):
-            return {"job": job.job_id, "outcome": "skipped: job cancelled or unknown"}
-        rt = runtime.current()
-        done = rt.jobs.done_among(job.job_id, job.items)  # one round trip, not one per item
-        results = run_image_batch(
-            job,
-            rt.storage(job.input_uri),
-            rt.storage(job.output_uri),
-            model=lambda: rt.models.get(job.model, job.engine),
-            skip=done.__contains__,
-            max_pixels=rt.settings.max_pixels,
-        )
-        with rt.observers.message(job):  # the batch runs lazily, as _settle iterates it
-            return _settle(self, job, results)
+        with guarded(self, job, TASK_IMAGE_BATCH) as guard:
+            if guard is None:
+                return {"job": job.job_id, "outcome": "skipped: job not running or unknown"}
+            rt = runtime.current()
+            src, dst = rt.storage(job.input_uri), rt.storage(job.output_uri)
+
+            def run(items: tuple[str, ...]) -> Iterator[ItemResult]:
+                return run_image_batch(
+                    job.with_items(items, job.attempt),
+                    src,
+                    dst,
+                    model=lambda: rt.models.get(job.model, job.engine),
+                    skip=lambda item: not guard.begin(item),
+                    max_pixels=rt.settings.max_pixels,
+                )
+
+            # The pipeline reads ahead, so a process that dies leaves several items started.
+            # Those run again one at a time, first: a poison item's starts are then its own.
+            suspects = rt.leases.suspects(job.job_id, job.items)
+            rest = tuple(item for item in job.items if item not in suspects)
+            singles = (result for item in sorted(suspects) for result in run((item,)))
+            with rt.observers.message(job):  # the batch runs lazily, as _settle iterates it
+                return _settle(self, job, chain(singles, run(rest)), guard)
+        return {"job": job.job_id, "outcome": STOPPED}
 
 
 J = TypeVar("J", ImageBatch, VideoPlan, VideoSegment, VideoMerge)
@@ -74,9 +88,11 @@ def _cancelled(job: Message) -> bool:
         return True
 
 
-def _settle(task: Task, job: Message, results: Iterable[ItemResult]) -> dict[str, Any]:
-    """Record final outcomes as they come; resend transient failures while attempts remain.
-    Every outcome passes through the runtime's observers once it is recorded.
+def _settle(
+    task: Task, job: Message, results: Iterable[ItemResult], guard: Guard
+) -> dict[str, Any]:
+    """Record final outcomes as they come (through ``guard``, which also feeds the observers);
+    resend transient failures while attempts remain.
 
     Returns the item counts (the task's result, shown by Flower).
 
@@ -86,26 +102,17 @@ def _settle(task: Task, job: Message, results: Iterable[ItemResult]) -> dict[str
     """
     rt = runtime.current()
     retry: list[str] = []
-    failed: list[ItemResult] = []
     done = 0
     last_attempt = job.attempt >= rt.settings.max_retries
     for result in results:
         if result.transient and not last_attempt:
+            guard.resend(result.item)
             retry.append(result.item)
             rt.observers.on_item(job, result, "retry")
             continue
-        if result.ok:
-            done += 1
-            completed = rt.jobs.record(
-                job.job_id, result.item, ok=True, classes=result.classes, frames=result.frames
-            )
-        else:
-            failed.append(result)
-            log.warning("item %s of job %s failed: %s", result.item, job.job_id, result.message)
-            completed = rt.jobs.record(job.job_id, result.item, ok=False, reason=result.reason())
-        rt.observers.on_item(job, result, "done" if result.ok else "failed")
-        if completed:
-            _report(job.job_id)
+        guard.record(result)
+        done += result.ok
+    failed = guard.failed  # includes poison items failed without running
     counts = {  # counts first: Flower's result column shows the start of this
         "done": done,
         "failed": len(failed),
@@ -130,14 +137,5 @@ def _settle(task: Task, job: Message, results: Iterable[ItemResult]) -> dict[str
 
 
 def _report(job_id: str) -> None:
-    try:
-        page = write_reports(runtime.current().jobs, job_id)
-        log.info("job %s complete; report: %s", job_id, page)
-    except Exception as exc:  # the outputs are safe; only the report is late
-        log.error(
-            "job %s complete but its report was not written: %s; rewrite it with "
-            "`framefleet report %s`",
-            job_id,
-            exc,
-            job_id,
-        )
+    """Write the job's report (`workers.video_tasks` calls it when a merge completes a job)."""
+    report(job_id)

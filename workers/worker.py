@@ -1,16 +1,25 @@
-"""Build the worker's Celery app: tasks registered, networks loaded after the fork."""
+"""Build the worker's Celery app: tasks registered, networks loaded after the fork, and a sweeper
+of expired leases in the main process."""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 from framefleet.core.settings import Settings
 from framefleet.queue import create_app
 from workers import metrics, runtime, tasks, video_tasks
+from workers.sweeper import Sweeper
 
 
 def worker_models(settings: Settings) -> tuple[str, ...]:
@@ -18,9 +27,34 @@ def worker_models(settings: Settings) -> tuple[str, ...]:
     return settings.worker_models or (settings.registry().default,)
 
 
+class OneLineErrors(logging.Filter):
+    """Turns a logged traceback into its last line: Celery logs a full traceback for every lost
+    broker connection, and a Redis restart should read as one line per retry."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            first = (str(exc) or "").strip().splitlines()[:1]
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {''.join(first)})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+QUIET_LOGGERS = (
+    "celery.worker.consumer.consumer",
+    "celery.worker.consumer.gossip",
+    "celery.worker.request",
+)
+"""Loggers whose tracebacks are cut to one line: connection loss and reconnection, and a pool
+process lost (killed); the task's own errors keep their traceback (celery.app.trace)."""
+
+
 def build_app(settings: Settings) -> Celery:
-    """The Celery app of a worker serving `worker_models`: consumes their queues and loads their
-    networks once in each worker process (``worker_process_init``), never in the parent.
+    """The Celery app of a worker serving `worker_models`: consumes their queues, loads their
+    networks once in each worker process (``worker_process_init``), never in the parent, and
+    sweeps expired leases from the main process (``worker_ready``).
 
     With ``settings.metrics_port``, the parent serves Prometheus metrics from ``worker_init``
     (after boot, before the pool forks) and each pool process observes its own outcomes."""
@@ -28,9 +62,22 @@ def build_app(settings: Settings) -> Celery:
     app = create_app(settings, models)
     tasks.register(app)
     video_tasks.register(app)
+    runtime.configure(settings, models)
+    sweepers: list[Sweeper] = []
 
     def _init(**_: Any) -> None:
         runtime.init_process(settings, models)
+
+    def _ready(sender: Any = None, **_: Any) -> None:
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).addFilter(OneLineErrors())
+        sweeper = Sweeper(app, settings, name=str(getattr(sender, "hostname", "worker")))
+        sweeper.start()
+        sweepers.append(sweeper)
+
+    def _shutdown(**_: Any) -> None:
+        for sweeper in sweepers:
+            sweeper.stop()
 
     # weak=False: the closures have no other reference and would be collected at once.
     worker_process_init.connect(_init, weak=False)
@@ -44,4 +91,6 @@ def build_app(settings: Settings) -> Celery:
 
         worker_init.connect(_serve, weak=False)
         worker_process_shutdown.connect(_exit, weak=False)
+    worker_ready.connect(_ready, weak=False)
+    worker_shutdown.connect(_shutdown, weak=False)
     return app

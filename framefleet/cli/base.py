@@ -98,6 +98,15 @@ def _exits(fn: F) -> F:
     help="Where model files are found or downloaded to.",
     show_envvar=True,
 )
+@click.option(
+    "--redis-wait",
+    "redis_wait_s",
+    type=click.FloatRange(0),
+    envvar="FRAMEFLEET_REDIS_WAIT_S",
+    show_envvar=True,
+    help="Seconds workers, submit --wait and status --watch wait for an unreachable Redis "
+    "(reconnecting with backoff) before exiting 5 [default: 60].",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 @click.pass_context
 @_exits
@@ -106,6 +115,7 @@ def main(
     redis_url: str | None,
     models_file: Path | None,
     model_dir: Path | None,
+    redis_wait_s: float | None,
     verbose: bool,
 ) -> None:
     """framefleet: run OpenCV deep-learning models over whole buckets of images and videos."""
@@ -115,7 +125,9 @@ def main(
     )
     for noisy in ("botocore", "boto3", "urllib3"):  # credential and endpoint chatter
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
-    ctx.obj = Settings.from_env(redis_url=redis_url, models_file=models_file, model_dir=model_dir)
+    ctx.obj = Settings.from_env(
+        redis_url=redis_url, models_file=models_file, model_dir=model_dir, redis_wait_s=redis_wait_s
+    )
 
 
 model_option = click.option(

@@ -57,6 +57,22 @@ from framefleet.core.settings import Settings
 )
 @click.option("--loglevel", default="INFO", show_default=True)
 @metrics_port_option("Serve Prometheus metrics on this port (0: off).")
+@click.option(
+    "--lease-ttl",
+    "lease_ttl_s",
+    type=click.FloatRange(1),
+    envvar="FRAMEFLEET_LEASE_TTL_S",
+    show_envvar=True,
+    help="Seconds a task's lease lives without a heartbeat; a dead worker's tasks are resent "
+    "after about this long [default: 30].",
+)
+@click.option(
+    "--max-crashes",
+    type=click.IntRange(1),
+    envvar="FRAMEFLEET_MAX_CRASHES",
+    show_envvar=True,
+    help="Times an item may kill or hang its worker process before it is failed [default: 3].",
+)
 @click.pass_obj
 @_exits
 def worker(
@@ -70,8 +86,14 @@ def worker(
     pool: str,
     loglevel: str,
     metrics_port: int | None,
+    lease_ttl_s: float | None,
+    max_crashes: int | None,
 ) -> None:
-    """Run a worker: loads its models once per process and consumes their queues."""
+    """Run a worker: loads its models once per process and consumes their queues.
+
+    Waits for an unreachable Redis up to --redis-wait seconds (one line per retry), then exits 5.
+    """
+    from framefleet.core import redisconn
     from framefleet.core.modelstore import ModelStore
     from framefleet.queue import queue_name
     from workers.worker import build_app, worker_models
@@ -84,7 +106,12 @@ def worker(
         forward_batch=forward_batch,
         metrics_port=metrics_port,
         max_pixels=max_pixels,
+        lease_ttl_s=lease_ttl_s,
+        max_crashes=max_crashes,
     )
+    client = redisconn.connect(settings.redis_url)
+    redisconn.call(client.ping, client, settings.redis_wait_s)  # BrokerError: exit 5
+    client.close()
     served = worker_models(settings)
     registry, store = settings.registry(), ModelStore(settings.model_dir)
     for name in served:  # fetch and verify in the parent: children then only load

@@ -27,7 +27,9 @@ def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_rep
     from framefleet.report import write_reports
     from producer.progress import summary_table, watch
 
-    jobs = JobStore.from_url(settings.redis_url)
+    # --watch rides out a Redis restart (one line per retry) up to --redis-wait; a one-off
+    # status fails at once.
+    jobs = JobStore.from_url(settings.redis_url, reconnect_s=settings.redis_wait_s if live else 0)
     record = watch(jobs, job_id) if live else jobs.get(job_id)
     if write_report:
         click.echo(f"report: {write_reports(jobs, job_id)}", err=True)

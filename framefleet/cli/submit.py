@@ -114,7 +114,8 @@ def submit(
         err=True,
     )
     if wait and result.job_id:
-        jobs = JobStore.from_url(settings.redis_url)
+        # A Redis restart while waiting is ridden out (one line per retry), up to --redis-wait.
+        jobs = JobStore.from_url(settings.redis_url, reconnect_s=settings.redis_wait_s)
         record = watch(jobs, result.job_id)
         click.echo(summary_table(record, list(jobs.failures(result.job_id))))
         sys.exit(EXIT_ITEMS_FAILED if record.failed else EXIT_OK)

@@ -19,6 +19,25 @@ VISIBILITY_TIMEOUT_S = 2 * TASK_TIME_LIMIT_S
 """Seconds before Redis redelivers an unacknowledged task. Must exceed the longest task, or a
 slow task runs twice in parallel (acks are late)."""
 
+REDIS_WAIT_S = 60.0
+"""Seconds a worker, `submit --wait` or `status --watch` waits for an unreachable Redis (retrying
+with backoff, one log line per retry) before exiting 5 (FRAMEFLEET_REDIS_WAIT_S)."""
+
+LEASE_TTL_S = 30.0
+"""Seconds a message in flight stays leased without a heartbeat (renewed every third of it).
+A dead worker's messages are resent by a sweeper within about this long (FRAMEFLEET_LEASE_TTL_S)."""
+
+MAX_CRASHES = 3
+"""Times an item may kill its worker process (or hang it past the hard time limit) before it is
+recorded as failed instead of being run again (FRAMEFLEET_MAX_CRASHES)."""
+
+MAX_FAILURE_RATE = 1.0
+"""Share of failed items (0-1) above which a job is stopped early; 1.0: never
+(FRAMEFLEET_MAX_FAILURE_RATE, `submit --max-failure-rate`)."""
+
+MIN_FAILURE_SAMPLE = 20
+"""Items with an outcome before the failure rate may stop a job (FRAMEFLEET_MIN_FAILURE_SAMPLE)."""
+
 MAX_RETRIES = 5
 """Attempts after the first for items that failed transiently (storage outage)."""
 

@@ -25,8 +25,9 @@ from typing import Any
 
 import redis
 
-from framefleet.core import defaults
+from framefleet.core import defaults, redisconn
 from framefleet.core.errors import BrokerError, JobNotFound
+from framefleet.core.redisconn import describe as _describe
 
 MAX_VIDEOS = 1000
 """Videos whose progress a job snapshot carries (the first planned)."""
@@ -216,12 +217,22 @@ return complete(KEYS[1], KEYS[2], KEYS[3], ARGV[1], KEYS[4])
 )
 
 
+# KEYS: job counted   ARGV: message_no count
+_ADD_ITEMS = """
+if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'total', ARGV[2])
+end
+"""
+
+
 class JobStore:
     """Reads and writes job state in Redis.
 
     Args:
         client: a redis-py client (decode_responses=True).
         prefix: namespace of every key.
+        reconnect_s: how long a call waits for an unreachable Redis (retrying with backoff, one
+            log line per retry) before raising `BrokerError`; 0 fails at once.
 
     Example:
         >>> store = JobStore.from_url("redis://127.0.0.1:6379/0")
@@ -230,29 +241,32 @@ class JobStore:
         >>> store.record(job_id, "a.jpg", ok=True)
     """
 
-    def __init__(self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX) -> None:
+    def __init__(
+        self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX, reconnect_s: float = 0.0
+    ) -> None:
         self.client = client
         self.prefix = prefix
+        self.reconnect_s = reconnect_s
         self._record = client.register_script(_RECORD)
         self._finish = client.register_script(_FINISH_LISTING)
+        self._add = client.register_script(_ADD_ITEMS)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = defaults.KEY_PREFIX) -> JobStore:
-        """A store on the Redis at ``url`` (checked with a PING).
+    def from_url(
+        cls,
+        url: str,
+        prefix: str = defaults.KEY_PREFIX,
+        reconnect_s: float = 0.0,
+        ping: bool = True,
+    ) -> JobStore:
+        """A store on the Redis at ``url`` (checked with a PING unless ``ping`` is False).
 
         Raises:
-            BrokerError: Redis is unreachable; the message names the URL.
+            BrokerError: Redis is unreachable (for ``reconnect_s``); the message names the URL.
         """
-        client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=5,
-            socket_timeout=30,
-            health_check_interval=30,
-            retry_on_timeout=True,
-        )
-        store = cls(client, prefix)
-        store._call(client.ping)
+        store = cls(redisconn.connect(url), prefix, reconnect_s)
+        if ping:
+            store._call(store.client.ping)
         return store
 
     def keys(self, job_id: str) -> list[str]:
@@ -265,14 +279,9 @@ class JobStore:
         return [base, f"{base}:done", f"{base}:failed", f"{base}:classes"]
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except redis.RedisError as exc:
-            url = _describe(self.client)
-            raise BrokerError(
-                f"Redis at {url} failed: {exc}; check that redis-server runs there, or set "
-                "FRAMEFLEET_REDIS_URL / --redis-url"
-            ) from exc
+        """``fn(*args, **kwargs)``, riding out a Redis restart for ``reconnect_s`` seconds.
+        Calls are repeated whole, so pipelines are built inside ``fn``."""
+        return redisconn.call(lambda: fn(*args, **kwargs), self.client, self.reconnect_s)
 
     def create(
         self, input_uri: str, output_uri: str, model: str, params: Mapping[str, Any] | None = None
@@ -281,28 +290,40 @@ class JobStore:
         now = time.time()
         job_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(3)
         job_key = self._keys(job_id)[0]
-        pipe = self.client.pipeline()
-        pipe.hset(
-            job_key,
-            mapping={
-                "job_id": job_id,
-                "input": input_uri,
-                "output": output_uri,
-                "model": model,
-                "status": JobStatus.LISTING.value,
-                "total": 0,
-                "listed": 0,
-                "created_at": now,
-                "params": json.dumps(dict(params or {})),
-            },
-        )
-        pipe.zadd(f"{self.prefix}:jobs", {job_id: now})
-        self._call(pipe.execute)
+
+        def write() -> Any:
+            pipe = self.client.pipeline()
+            pipe.hset(
+                job_key,
+                mapping={
+                    "job_id": job_id,
+                    "input": input_uri,
+                    "output": output_uri,
+                    "model": model,
+                    "status": JobStatus.LISTING.value,
+                    "total": 0,
+                    "listed": 0,
+                    "created_at": now,
+                    "params": json.dumps(dict(params or {})),
+                },
+            )
+            pipe.zadd(f"{self.prefix}:jobs", {job_id: now})
+            return pipe.execute()
+
+        self._call(write)
         return job_id
 
-    def add_items(self, job_id: str, count: int) -> None:
-        """Count ``count`` more items into the job's total (called as the producer enqueues)."""
-        self._call(self.client.hincrby, self._keys(job_id)[0], "total", count)
+    def add_items(self, job_id: str, count: int, message_no: int | None = None) -> None:
+        """Count ``count`` more items into the job's total (called as the producer enqueues).
+
+        With ``message_no`` the count is added once per message number, so a call repeated after
+        a dropped connection (Redis restart) cannot count a message twice.
+        """
+        if message_no is None:
+            self._call(self.client.hincrby, self._keys(job_id)[0], "total", count)
+            return
+        job = self._keys(job_id)[0]
+        self._call(self._add, keys=[job, f"{job}:counted"], args=[message_no, count])
 
     def finish_listing(self, job_id: str) -> bool:
         """Mark the listing complete; True if every item already has an outcome (job complete)."""
@@ -315,10 +336,14 @@ class JobStore:
     def _end(self, job_id: str, fields: dict[str, str | float]) -> None:
         """Set ``fields`` (a final status) and wake the waiters, in one transaction."""
         fields["finished_at"] = time.time()
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self._keys(job_id)[0], mapping=fields)  # type: ignore[arg-type]
-        pipe.rpush(self._finished_key(job_id), FINISHED_TOKEN)
-        self._call(pipe.execute)
+
+        def write() -> Any:  # built per attempt: a failed pipeline is emptied
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(self._keys(job_id)[0], mapping=fields)  # type: ignore[arg-type]
+            pipe.rpush(self._finished_key(job_id), FINISHED_TOKEN)
+            return pipe.execute()
+
+        self._call(write)
 
     def fail(self, job_id: str, error: str) -> None:
         """Mark the whole job failed (e.g. its input could not be listed)."""
@@ -397,12 +422,16 @@ class JobStore:
             JobNotFound: no such job.
         """
         job, done, failed, classes = self._keys(job_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hgetall(job)
-        pipe.scard(done)
-        pipe.hlen(failed)
-        pipe.hgetall(classes)
-        raw, n_done, n_failed, class_counts = self._call(pipe.execute)
+
+        def read() -> Any:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hgetall(job)
+            pipe.scard(done)
+            pipe.hlen(failed)
+            pipe.hgetall(classes)
+            return pipe.execute()
+
+        raw, n_done, n_failed, class_counts = self._call(read)
         if not raw:
             raise JobNotFound(
                 f"no job {job_id!r} in Redis at {_describe(self.client)}; "
@@ -515,10 +544,3 @@ def video_keys(prefix: str, job_id: str, item: str) -> tuple[str, str, str]:
 
 def _float(raw: str | None) -> float | None:
     return None if raw in (None, "") else float(raw)
-
-
-def _describe(client: redis.Redis) -> str:
-    kw = client.connection_pool.connection_kwargs
-    if "path" in kw:
-        return f"unix://{kw['path']}"
-    return f"redis://{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"

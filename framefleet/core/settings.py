@@ -24,6 +24,11 @@ result is passed down.
 | FRAMEFLEET_LOCAL_MAX_ITEMS  | local_max_items     | 200 (in-process up to this)    |
 | FRAMEFLEET_SEGMENT_SECONDS  | segment_seconds     | 10.0 (video segment length)    |
 | FRAMEFLEET_MAX_PIXELS       | max_pixels          | 100000000 (100 MP)             |
+| FRAMEFLEET_REDIS_WAIT_S     | redis_wait_s        | 60 (then exit 5)               |
+| FRAMEFLEET_LEASE_TTL_S      | lease_ttl_s         | 30                             |
+| FRAMEFLEET_MAX_CRASHES      | max_crashes         | 3                              |
+| FRAMEFLEET_MAX_FAILURE_RATE | max_failure_rate    | 1.0 (never stop early)         |
+| FRAMEFLEET_MIN_FAILURE_SAMPLE | min_failure_sample | 20                            |
 """
 
 from __future__ import annotations
@@ -69,6 +74,11 @@ class Settings:
     local_max_items: int = defaults.LOCAL_MAX_ITEMS
     segment_seconds: float = defaults.SEGMENT_SECONDS
     max_pixels: int = defaults.MAX_PIXELS
+    redis_wait_s: float = defaults.REDIS_WAIT_S
+    lease_ttl_s: float = defaults.LEASE_TTL_S
+    max_crashes: int = defaults.MAX_CRASHES
+    max_failure_rate: float = defaults.MAX_FAILURE_RATE
+    min_failure_sample: int = defaults.MIN_FAILURE_SAMPLE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -124,6 +134,20 @@ class Settings:
             raise ConfigError(f"parity_atol must be > 0, got {self.parity_atol}")
         if self.local_max_items < 0:
             raise ConfigError(f"local_max_items must be >= 0, got {self.local_max_items}")
+        if self.redis_wait_s < 0:
+            raise ConfigError(f"redis_wait_s must be >= 0, got {self.redis_wait_s}")
+        if self.lease_ttl_s < 1:
+            raise ConfigError(f"lease_ttl_s must be at least 1 s, got {self.lease_ttl_s}")
+        if self.max_crashes < 1:
+            raise ConfigError(f"max_crashes must be at least 1, got {self.max_crashes}")
+        if not 0 < self.max_failure_rate <= 1:
+            raise ConfigError(
+                f"max_failure_rate must be in (0, 1], e.g. 0.2 for 20%, got {self.max_failure_rate}"
+            )
+        if self.min_failure_sample < 1:
+            raise ConfigError(
+                f"min_failure_sample must be at least 1, got {self.min_failure_sample}"
+            )
         if self.max_retries < 0:
             raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -185,4 +209,9 @@ _ENV: list[tuple[str, str, Any]] = [
     ("local_max_items", "FRAMEFLEET_LOCAL_MAX_ITEMS", int),
     ("segment_seconds", "FRAMEFLEET_SEGMENT_SECONDS", float),
     ("max_pixels", "FRAMEFLEET_MAX_PIXELS", int),
+    ("redis_wait_s", "FRAMEFLEET_REDIS_WAIT_S", float),
+    ("lease_ttl_s", "FRAMEFLEET_LEASE_TTL_S", float),
+    ("max_crashes", "FRAMEFLEET_MAX_CRASHES", int),
+    ("max_failure_rate", "FRAMEFLEET_MAX_FAILURE_RATE", float),
+    ("min_failure_sample", "FRAMEFLEET_MIN_FAILURE_SAMPLE", int),
 ]

@@ -110,8 +110,11 @@ class SeaweedServer:
             raise StorageError("SeaweedServer has no endpoint before start()")
         return f"http://{LOOPBACK}:{self._ports['s3']}"
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> SeaweedServer:
+    def start(self, timeout_s: float = START_TIMEOUT_S, same_ports: bool = False) -> SeaweedServer:
         """Launch ``weed server`` and wait until its S3 gateway answers.
+
+        ``same_ports`` restarts a stopped server on the ports it had (fault tests: clients keep
+        their endpoint), with the data it had.
 
         Raises:
             ConfigError: ``weed`` is not installed; the message says how to install it.
@@ -125,7 +128,8 @@ class SeaweedServer:
         identities = self.data_dir / "s3.json"
         identities.write_text(json.dumps(self._identities()))
         for attempt in range(1, _START_ATTEMPTS + 1):
-            self._ports = dict(zip(_PORT_NAMES, free_ports(len(_PORT_NAMES)), strict=True))
+            if not (same_ports and self._ports):
+                self._ports = dict(zip(_PORT_NAMES, free_ports(len(_PORT_NAMES)), strict=True))
             self._admin = None
             self._launch(weed, identities)
             if self._wait_ready(timeout_s):

@@ -1,0 +1,119 @@
+"""Helpers of the fault tests: real processes found and killed, exactly-once checks, and the
+figures (seconds from fault to completion) printed at the end of the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from framefleet.core.jobstate import JobRecord, JobStore
+from framefleet.core.leases import LeaseStore
+from framefleet.core.outputs import annotated_key, is_report_key, result_key
+from framefleet.core.storage import Storage
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One fault survived: what, how many, and how long the job took to finish after it."""
+
+    test: str
+    fault: str
+    injected: int
+    items: int
+    done: int
+    failed: int
+    seconds_to_finish: float
+
+
+FIGURES: list[Figure] = []
+"""Filled by `record_figure`; printed by conftest's terminal summary."""
+
+
+def record_figure(
+    test: str, fault: str, injected: int, record: JobRecord, fault_at: float
+) -> Figure:
+    """Note how long after the (last) fault at wall time ``fault_at`` the job finished."""
+    finished = record.finished_at or time.time()
+    figure = Figure(
+        test=test,
+        fault=fault,
+        injected=injected,
+        items=record.total,
+        done=record.done,
+        failed=record.failed,
+        seconds_to_finish=round(finished - fault_at, 1),
+    )
+    FIGURES.append(figure)
+    print(f"FAULT FIGURE {json.dumps(figure.__dict__)}")
+    return figure
+
+
+def child_pids(parent: int) -> list[int]:
+    """Pids of the live children of ``parent`` (a Celery worker's pool processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == parent and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def holders(leases: LeaseStore) -> list[tuple[int, str]]:
+    """(pid, current item) of each process holding a lease on this machine."""
+    out = []
+    for _, holder, item in leases.held():
+        _, _, pid = holder.rpartition(":")
+        if pid.isdigit():
+            out.append((int(pid), item))
+    return out
+
+
+def kill(pid: int) -> bool:
+    """SIGKILL ``pid``; False if it was gone already."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def assert_exactly_once(store: JobStore, record: JobRecord, dst: Storage, keys: list[str]) -> None:
+    """Every input has exactly one outcome; every success has whole outputs; nothing extra.
+
+    - counts: total == inputs == done + failed, and the done set and failed hash are disjoint;
+    - each done item has a decodable annotated image and a parseable result JSON;
+    - the output holds nothing but those two files per done item (and the report, and what a
+      failed item wrote before it failed), so no item was written under a second name.
+    """
+    assert record.finished, record
+    assert record.total == len(keys) == record.done + record.failed, record
+    done = store.client.smembers(f"{store.prefix}:job:{record.job_id}:done")
+    failed = set(store.client.hkeys(f"{store.prefix}:job:{record.job_id}:failed"))
+    assert not done & failed, done & failed
+    assert done | failed == set(keys), set(keys) ^ (done | failed)
+    expected = set()
+    for key in sorted(done):
+        data = dst.read_bytes(annotated_key(key))
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None, f"annotated output of {key} is not a whole image"
+        assert image.size > 0, key
+        document = json.loads(dst.read_bytes(result_key(key)))
+        assert document["source"].endswith(key)
+        expected |= {annotated_key(key), result_key(key)}
+    partial = {k for item in failed for k in (annotated_key(item), result_key(item))}
+    written = {obj.key for obj in dst.list() if not is_report_key(obj.key)}
+    assert expected <= written, expected - written
+    assert written - expected <= partial, written - expected - partial  # a failed item's leftovers

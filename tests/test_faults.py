@@ -1,0 +1,169 @@
+"""Faults with real processes, no mocks: worker processes and whole worker nodes SIGKILLed, a
+poison item that kills every process that runs it. Each test checks that every input has exactly one
+outcome, outputs are whole, counts are exact, the job finishes, and notes how many seconds after the
+fault it finished (printed at the end of the run as FAULT FIGURE lines).
+
+The long mode (50 pool children killed) is behind ``-m slow``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import pytest
+from faults import assert_exactly_once, child_pids, holders, kill, record_figure
+from fleet import Fleet, wait_for_job
+
+from framefleet.core import redisconn
+from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.leases import LeaseStore
+from framefleet.core.settings import Settings
+from framefleet.core.storage import Storage, open_storage
+from framefleet.queue import create_app
+from producer.submit import submit
+
+pytestmark = pytest.mark.integration
+
+LEASE_TTL_S = 6.0
+"""Short leases, so a dead node's work comes back within seconds in these tests."""
+
+
+def make_input(root: Path, images: list[Path], copies: int) -> tuple[Storage, list[str]]:
+    """``copies`` copies of the shared images under distinct prefixes."""
+    src = open_storage(str(root))
+    keys = []
+    for n in range(copies):
+        for path in images:
+            key = f"set{n}/{path.name}"
+            src.write_bytes(key, path.read_bytes())
+            keys.append(key)
+    return src, keys
+
+
+def kill_busy_children(
+    leases: LeaseStore, worker_pid: int, kills: int, job: str, store: JobStore
+) -> tuple[int, float]:
+    """SIGKILL ``kills`` pool children of ``worker_pid`` while each holds a lease (mid-task), at
+    random moments; returns (kills done, wall time of the last)."""
+    done, last = 0, time.time()
+    killed: set[int] = set()
+    rng = random.Random(7)
+    deadline = time.monotonic() + 240
+    while done < kills and time.monotonic() < deadline:
+        if store.get(job).finished:
+            break
+        time.sleep(rng.uniform(0.2, 1.2))
+        children = set(child_pids(worker_pid))
+        busy = [pid for pid, _ in holders(leases) if pid in children - killed]
+        if busy:
+            pid = rng.choice(busy)
+            if kill(pid):
+                killed.add(pid)
+                done += 1
+                last = time.time()
+    return done, last
+
+
+def run_child_kills(
+    settings: Settings,
+    fleet: Fleet,
+    tmp_path: Path,
+    job_store: JobStore,
+    media_images: list[Path],
+    kills: int,
+    copies: int,
+) -> None:
+    settings = settings.with_(batch_size=2, lease_ttl_s=LEASE_TTL_S)
+    fleet.settings = settings
+    src, keys = make_input(tmp_path / "in", media_images, copies)
+    worker = fleet.start("kids", "--concurrency", "2")
+    done = submit(settings, create_app(settings), src.uri, str(tmp_path / "out"), "yolox-nano")
+    job_id = done.job_id or ""
+    leases = LeaseStore(redisconn.connect(settings.redis_url))
+    killed, last = kill_busy_children(leases, worker.pid, kills, job_id, job_store)
+    assert killed == kills, f"only {killed} of {kills} children killed before the job ended"
+    record = wait_for_job(job_store, job_id, timeout_s=240)
+    assert (record.status, record.failed) == (JobStatus.DONE, 0), record
+    assert_exactly_once(job_store, record, open_storage(str(tmp_path / "out")), keys)
+    record_figure("pool children SIGKILLed", "child SIGKILL", killed, record, last)
+    assert worker.process.poll() is None  # the node itself lived on
+
+
+def test_pool_children_killed_mid_task(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
+) -> None:
+    run_child_kills(settings, fleet, tmp_path, job_store, media_images, kills=5, copies=4)
+
+
+@pytest.mark.slow
+def test_fifty_pool_children_killed(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
+) -> None:
+    run_child_kills(settings, fleet, tmp_path, job_store, media_images, kills=50, copies=30)
+
+
+def test_whole_worker_node_killed(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
+) -> None:
+    # As when a machine dies: the main process and its child at once. Its message stays
+    # unacknowledged in Celery's Redis transport for the visibility timeout (an hour); the lease
+    # expires in seconds and node b's sweeper sends the message again.
+    settings = settings.with_(batch_size=2, lease_ttl_s=LEASE_TTL_S)
+    fleet.settings = settings
+    src, keys = make_input(tmp_path / "in", media_images, copies=2)
+    node_a, node_b = fleet.start("a"), fleet.start("b")
+    done = submit(settings, create_app(settings), src.uri, str(tmp_path / "out"), "yolox-nano")
+    job_id = done.job_id or ""
+    leases = LeaseStore(redisconn.connect(settings.redis_url))
+    deadline = time.monotonic() + 120
+    a_pids = {node_a.pid, *child_pids(node_a.pid)}
+    while not any(pid in a_pids for pid, _ in holders(leases)):
+        assert time.monotonic() < deadline, "node a never took a task"
+        a_pids = {node_a.pid, *child_pids(node_a.pid)}
+        time.sleep(0.05)
+    node_a.kill()  # SIGKILL to the whole process group
+    fault_at = time.time()
+    record = wait_for_job(job_store, job_id, timeout_s=180)
+    assert (record.status, record.failed) == (JobStatus.DONE, 0), record
+    assert_exactly_once(job_store, record, open_storage(str(tmp_path / "out")), keys)
+    figure = record_figure("whole worker node SIGKILLed", "node SIGKILL", 1, record, fault_at)
+    assert "sending its message again" in node_b.log()
+    assert figure.seconds_to_finish < 120  # within about a minute, not the visibility timeout
+
+
+def test_poison_item_that_kills_its_process(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
+) -> None:
+    # Every process that starts on poison.jpg is SIGKILLed, as a crash in native code would do.
+    # It is retried max_crashes times, then failed with a reason; the job never loops or blocks.
+    settings = settings.with_(batch_size=1, lease_ttl_s=LEASE_TTL_S, max_crashes=2)
+    fleet.settings = settings
+    src, keys = make_input(tmp_path / "in", media_images[:6], copies=1)
+    src.write_bytes("poison.jpg", media_images[0].read_bytes())
+    keys.append("poison.jpg")
+    worker = fleet.start("p", "--concurrency", "2")
+    done = submit(settings, create_app(settings), src.uri, str(tmp_path / "out"), "yolox-nano")
+    job_id = done.job_id or ""
+    leases = LeaseStore(redisconn.connect(settings.redis_url))
+    killed: set[int] = set()  # a killed process lingers as a zombie until Celery reaps it
+    last = time.time()
+    deadline = time.monotonic() + 180
+    while not job_store.get(job_id).finished:
+        assert time.monotonic() < deadline, job_store.get(job_id)
+        for pid, item in holders(leases):
+            if item == "poison.jpg" and pid not in killed and kill(pid):
+                killed.add(pid)
+                last = time.time()
+        time.sleep(0.02)
+    kills = len(killed)
+    record = wait_for_job(job_store, job_id)
+    assert_exactly_once(job_store, record, open_storage(str(tmp_path / "out")), keys)
+    assert (record.done, record.failed) == (len(keys) - 1, 1)
+    reason = dict(job_store.failures(job_id))["poison.jpg"]
+    assert reason["error"] == "WorkerCrashed"
+    assert "died or hung past the time limit 2 times" in reason["message"]
+    assert kills == settings.max_crashes
+    record_figure("poison item killing its process", "poison SIGKILL", kills, record, last)
+    assert worker.process.poll() is None

@@ -1,0 +1,206 @@
+"""Faults of the services, with real processes: Redis (AOF on) restarted mid-job, the SeaweedFS S3
+server stopped and restarted mid-job, and S3 gone for good. Each test runs its own server, so the
+suite's shared Redis and S3 are never touched. Figures are printed as FAULT FIGURE lines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from faults import assert_exactly_once, record_figure
+from fleet import REPO, Fleet, wait_for_job
+from test_faults import LEASE_TTL_S, make_input
+
+from framefleet.core.errors import StorageError
+from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.settings import Settings
+from framefleet.core.storage.s3 import S3Storage
+from framefleet.services.redis import RedisServer
+from framefleet.services.seaweed import SeaweedServer
+
+pytestmark = pytest.mark.integration
+
+
+class Cli:
+    """A `framefleet` command running in the background, its output in files."""
+
+    def __init__(self, fleet: Fleet, name: str, *args: str) -> None:
+        self.out = fleet.tmp / f"{name}.out"
+        self.err = fleet.tmp / f"{name}.err"
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "framefleet.cli", *args],
+                env=fleet.env(),
+                cwd=REPO,
+                stdout=out,
+                stderr=err,
+            )
+
+    def first_line(self, timeout_s: float = 60) -> str:
+        deadline = time.monotonic() + timeout_s
+        while not self.out.read_text().strip():
+            assert self.process.poll() is None, self.err.read_text()
+            assert time.monotonic() < deadline, self.err.read_text()
+            time.sleep(0.05)
+        return self.out.read_text().splitlines()[0].strip()
+
+    def wait(self, timeout_s: float = 180) -> int:
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(
+                f"still running after {timeout_s} s:\n{self.err.read_text()}"
+            ) from None
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+
+@pytest.fixture
+def own_fleet(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Fleet]:
+    """A fleet the test points at its own servers; worker logs printed when the test fails."""
+    fleet = Fleet(settings, tmp_path)
+    yield fleet
+    fleet.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is None or report.failed:
+        for worker in fleet.workers:
+            print(f"\n--- worker {worker.name} log ---\n{worker.log()[-8000:]}")
+
+
+def wait_progress(store: JobStore, job_id: str, processed: int) -> None:
+    wait_for_job(store, job_id, timeout_s=120, until=lambda r: r.processed >= processed)
+
+
+def test_redis_restarted_mid_job(
+    settings: Settings, own_fleet: Fleet, tmp_path: Path, media_images: list[Path]
+) -> None:
+    # AOF on, as deploy/ configures it; shut down and started again on the same port 5 s later.
+    server = RedisServer(tmp_path / "redis", persist=True).start()
+    try:
+        settings = settings.with_(redis_url=server.url, batch_size=2, lease_ttl_s=LEASE_TTL_S)
+        own_fleet.settings = settings
+        src, keys = make_input(tmp_path / "in", media_images, copies=3)
+        out = str(tmp_path / "out")
+        own_fleet.start("r", "--concurrency", "2")
+        waiting = Cli(own_fleet, "submit", "submit", src.uri, "--out", out, "--wait")
+        job_id = waiting.first_line()
+        watching = Cli(own_fleet, "watch", "status", job_id, "--watch")
+        store = JobStore.from_url(server.url, reconnect_s=60)
+        wait_progress(store, job_id, len(keys) // 5)
+        server.stop()
+        fault_at = time.time()
+        time.sleep(5)
+        server.start()
+        assert waiting.wait() == 0, waiting.stderr()
+        assert watching.wait() == 0, watching.stderr()
+        record = store.get(job_id)
+        assert (record.status, record.failed) == (JobStatus.DONE, 0), record
+        from framefleet.core.storage import open_storage
+
+        assert_exactly_once(store, record, open_storage(out), keys)
+        figure = record_figure("Redis restarted (AOF), down 5 s", "redis restart", 1, record, fault_at)
+        for cli in (waiting, watching):
+            assert "unreachable" in cli.stderr()
+            assert "reconnecting in" in cli.stderr()
+        assert figure.seconds_to_finish < 120
+        assert own_fleet.workers[0].process.poll() is None  # the worker rode it out
+    finally:
+        server.stop()
+
+
+def start_s3(tmp_path: Path, fleet: Fleet) -> tuple[SeaweedServer, S3Storage]:
+    server = SeaweedServer(tmp_path / "seaweed").start()
+    fleet.extra_env = server.env()
+    server.create_bucket("photos")
+    server.create_bucket("results")
+    return server, S3Storage("s3://results/run/", client=server.client())
+
+
+def upload_s3(server: SeaweedServer, images: list[Path], copies: int) -> list[str]:
+    src = S3Storage("s3://photos/", client=server.client())
+    keys = []
+    for n in range(copies):
+        for path in images:
+            src.write_bytes(f"set{n}/{path.name}", path.read_bytes())
+            keys.append(f"set{n}/{path.name}")
+    return keys
+
+
+def wait_readable(dst: S3Storage, job_id: str, store: JobStore, timeout_s: float = 60) -> None:
+    """A restarted SeaweedFS answers 500 until its volume server has registered again."""
+    done = sorted(store.client.smembers(f"{store.prefix}:job:{job_id}:done"))
+    deadline = time.monotonic() + timeout_s
+    while done:
+        try:
+            dst.read_bytes(f"{done[0]}.json")
+            return
+        except StorageError:
+            assert time.monotonic() < deadline, "restarted SeaweedFS never served reads"
+            time.sleep(0.5)
+
+
+def test_s3_stopped_and_restarted_mid_job(
+    settings: Settings, own_fleet: Fleet, tmp_path: Path, media_images: list[Path]
+) -> None:
+    # Down 3 s, then a restart that takes seconds more on a loaded machine: the transient-retry
+    # path (backoff 1, 2, 4, 8, 16 s) outlasts it; nothing fails.
+    settings = settings.with_(batch_size=2, retry_backoff_s=1.0, max_retries=5)
+    own_fleet.settings = settings
+    server, dst = start_s3(tmp_path, own_fleet)
+    try:
+        keys = upload_s3(server, media_images, copies=2)
+        own_fleet.start("s", "--concurrency", "2")
+        submitted = Cli(own_fleet, "submit", "submit", "s3://photos/", "--out", "s3://results/run/")
+        job_id = submitted.first_line()
+        store = JobStore.from_url(settings.redis_url)
+        wait_progress(store, job_id, len(keys) // 5)
+        server.stop()
+        fault_at = time.time()
+        time.sleep(3)
+        server.start(same_ports=True)
+        record = wait_for_job(store, job_id, timeout_s=180)
+        assert (record.status, record.failed) == (JobStatus.DONE, 0), dict(store.failures(job_id))
+        assert_exactly_once(store, record, dst, keys)
+        record_figure("SeaweedFS stopped, restarted 3 s later", "s3 restart", 1, record, fault_at)
+        assert submitted.wait() == 0
+    finally:
+        server.stop()
+
+
+def test_s3_gone_for_good(
+    settings: Settings, own_fleet: Fleet, tmp_path: Path, media_images: list[Path]
+) -> None:
+    # Items fail with a clear reason after the retries; the job ends, partly failed; nothing hangs.
+    settings = settings.with_(batch_size=2, retry_backoff_s=0.2, max_retries=2)
+    own_fleet.settings = settings
+    server, dst = start_s3(tmp_path, own_fleet)
+    try:
+        keys = upload_s3(server, media_images, copies=2)
+        own_fleet.start("g", "--concurrency", "2")
+        submitted = Cli(own_fleet, "submit", "submit", "s3://photos/", "--out", "s3://results/run/")
+        job_id = submitted.first_line()
+        store = JobStore.from_url(settings.redis_url)
+        wait_progress(store, job_id, 4)
+        server.stop()
+        fault_at = time.time()
+        record = wait_for_job(store, job_id, timeout_s=180)
+        assert record.status is JobStatus.DONE
+        assert record.failed > 0
+        for item, reason in store.failures(job_id):
+            assert reason["error"] in ("StorageUnavailable", "TransientStorageError"), reason
+            message = reason["message"]
+            assert "cannot connect to the S3 endpoint" in message or "try again later" in message
+            assert item in reason["message"] or "s3://photos/" in reason["message"], reason
+        record_figure("S3 gone for good", "s3 down", 1, record, fault_at)
+        server.start(same_ports=True)  # only to check the outputs written before the outage
+        wait_readable(dst, record.job_id, store)
+        assert_exactly_once(store, record, dst, keys)
+        assert submitted.wait() == 0
+    finally:
+        server.stop()

@@ -1,0 +1,171 @@
+"""What stands between a task and a lost item: its lease, item start counts and fallback outcomes.
+
+`guarded` wraps a task body. It takes the message's lease (skipping messages of a job that is no
+longer running: cancelled, stopped early, finished), has the heartbeat renew it, and on the way out:
+
+- the body finished (or sent a retry): the lease is released;
+- Redis stayed unreachable: the lease is kept, so a sweeper resends the message once Redis is back;
+- any other exception: every item without an outcome is recorded as failed with the exception as
+  its reason, then the lease is released. No item is acknowledged without an outcome.
+
+`Guard.begin` counts a start of an item: an item whose earlier starts killed their process
+``max_crashes`` times is recorded as failed (a poison item) instead of run again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Retry
+
+from framefleet.core.errors import BrokerError, ItemsFailed
+from framefleet.core.messages import Message
+from framefleet.inference.pipeline import ItemResult, worker_id
+from framefleet.queue import queue_name
+from framefleet.report import write_reports
+from workers import runtime
+
+log = logging.getLogger(__name__)
+
+
+class Guard:
+    """The lease and the outcomes of one running message."""
+
+    def __init__(self, lease_id: str, job: Message) -> None:
+        self.lease_id = lease_id
+        self.job = job
+        self.rt = runtime.current()
+        self.settled: set[str] = set()
+        self.failed: list[ItemResult] = []
+
+    def begin(self, item: str) -> bool:
+        """Count a start of ``item``; False if it is not to run (done, or failed here as poison)."""
+        limit = self.rt.settings.max_crashes
+        starts = self.rt.leases.begin_item(self.job.job_id, item, self.lease_id, limit)
+        if starts < 0:
+            self.settled.add(item)
+            return False
+        crashes = starts - 1
+        if crashes >= limit:
+            self.record(
+                ItemResult(
+                    item=item,
+                    ok=False,
+                    error="WorkerCrashed",
+                    message=(
+                        f"{item}: its worker process died or hung past the time limit {crashes} "
+                        f"times while processing it (killed, out of memory, or a crash in native "
+                        f"code); not retried again (FRAMEFLEET_MAX_CRASHES={limit}). Check the "
+                        "file, then `framefleet retry`"
+                    ),
+                )
+            )
+            return False
+        return True
+
+    def resend(self, item: str) -> None:
+        """``item`` failed transiently and goes out again in a retry message."""
+        self.rt.leases.end_item(self.job.job_id, item)
+        self.settled.add(item)
+
+    def record(self, result: ItemResult) -> None:
+        """Record the final outcome of ``result.item``; write the report if it completed the job."""
+        job_id = self.job.job_id
+        if result.ok:
+            completed = self.rt.jobs.record(
+                job_id, result.item, ok=True, classes=result.classes, frames=result.frames
+            )
+        else:
+            log.warning("item %s of job %s failed: %s", result.item, job_id, result.message)
+            completed = self.rt.jobs.record(job_id, result.item, ok=False, reason=result.reason())
+            completed = self.rt.control.check_budget(job_id) or completed
+        self.rt.leases.end_item(job_id, result.item)
+        self.settled.add(result.item)
+        if not result.ok:
+            self.failed.append(result)
+        self.rt.observers.on_item(self.job, result, "done" if result.ok else "failed")
+        if completed:
+            report(job_id)
+
+    def fail_unsettled(self, exc: BaseException) -> None:
+        """Record every item without an outcome as failed with ``exc`` as the reason."""
+        for item in self.job.items:
+            if item not in self.settled:
+                self.record(
+                    ItemResult(
+                        item=item,
+                        ok=False,
+                        error=type(exc).__name__,
+                        message=f"{item}: unexpected error in the task: {exc!s}"[:2000],
+                    )
+                )
+
+
+@contextmanager
+def guarded(task: Task, job: Message, task_name: str) -> Iterator[Guard | None]:
+    """Run a task body under a lease; yields None when the message is to be skipped."""
+    rt = runtime.current()
+    lease_id = str(task.request.id or f"{job.job_id}:{job.kind}:{_number(job)}")
+    queue = queue_name(job.model)
+    status = rt.leases.acquire(lease_id, job.job_id, task_name, queue, job.encode(), worker_id())
+    if status is None:
+        log.error("dropped %s of unknown job %s (deleted, or another Redis)", job.kind, job.job_id)
+        yield None
+        return
+    if status not in ("running", "listing"):
+        log.info("skipped %s of job %s: the job is %s", job.kind, job.job_id, status)
+        yield None
+        return
+    rt.heartbeat.hold(lease_id)
+    guard = Guard(lease_id, job)
+    release = True
+    try:
+        yield guard
+    except (Retry, ItemsFailed):  # outcomes recorded; Celery shows them
+        raise
+    except BrokerError as exc:
+        release = False
+        log.error(
+            "%s of job %s stopped: %s; its lease is kept, so a sweeper sends it again once Redis "
+            "is back",
+            job.kind,
+            job.job_id,
+            exc,
+        )
+    except Exception as exc:
+        log.exception("%s of job %s failed unexpectedly; recording its items", job.kind, job.job_id)
+        try:
+            guard.fail_unsettled(exc)
+        except BrokerError as again:
+            release = False
+            log.error("could not record the failure (%s); the lease is kept for a sweeper", again)
+    finally:
+        rt.heartbeat.drop(lease_id)
+        if release:
+            try:
+                rt.leases.release(lease_id)
+            except BrokerError as exc:  # it expires; a sweeper resends it; redoing is harmless
+                log.error("could not release lease %s: %s", lease_id, exc)
+
+
+def report(job_id: str) -> None:
+    """Write the job's reports (the caller completed the job)."""
+    try:
+        page = write_reports(runtime.current().jobs, job_id)
+        log.info("job %s complete; report: %s", job_id, page)
+    except Exception as exc:  # the outputs are safe; only the report is late
+        log.error(
+            "job %s complete but its report was not written: %s; rewrite it with "
+            "`framefleet report %s`",
+            job_id,
+            exc,
+            job_id,
+        )
+
+
+def _number(job: Message) -> Any:
+    return getattr(job, "batch_no", getattr(job, "segment_no", 0))
