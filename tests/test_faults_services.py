@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,36 +60,24 @@ class Cli:
         return self.err.read_text(errors="replace")
 
 
-@pytest.fixture
-def own_fleet(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Fleet]:
-    """A fleet the test points at its own servers; worker logs printed when the test fails."""
-    fleet = Fleet(settings, tmp_path)
-    yield fleet
-    fleet.stop()
-    report = getattr(request.node, "rep_call", None)
-    if report is None or report.failed:
-        for worker in fleet.workers:
-            print(f"\n--- worker {worker.name} log ---\n{worker.log()[-8000:]}")
-
-
 def wait_progress(store: JobStore, job_id: str, processed: int) -> None:
     wait_for_job(store, job_id, timeout_s=120, until=lambda r: r.processed >= processed)
 
 
 def test_redis_restarted_mid_job(
-    settings: Settings, own_fleet: Fleet, tmp_path: Path, media_images: list[Path]
+    settings: Settings, fleet: Fleet, tmp_path: Path, media_images: list[Path]
 ) -> None:
     # AOF on, as deploy/ configures it; shut down and started again on the same port 5 s later.
     server = RedisServer(tmp_path / "redis", persist=True).start()
     try:
         settings = settings.with_(redis_url=server.url, batch_size=2, lease_ttl_s=LEASE_TTL_S)
-        own_fleet.settings = settings
+        fleet.settings = settings
         src, keys = make_input(tmp_path / "in", media_images, copies=3)
         out = str(tmp_path / "out")
-        own_fleet.start("r", "--concurrency", "2")
-        waiting = Cli(own_fleet, "submit", "submit", src.uri, "--out", out, "--wait")
+        fleet.start("r", "--concurrency", "2")
+        waiting = Cli(fleet, "submit", "submit", src.uri, "--out", out, "--wait")
         job_id = waiting.first_line()
-        watching = Cli(own_fleet, "watch", "status", job_id, "--watch")
+        watching = Cli(fleet, "watch", "status", job_id, "--watch")
         store = JobStore.from_url(server.url, reconnect_s=60)
         wait_progress(store, job_id, len(keys) // 5)
         server.stop()
@@ -104,32 +91,47 @@ def test_redis_restarted_mid_job(
         from framefleet.core.storage import open_storage
 
         assert_exactly_once(store, record, open_storage(out), keys)
-        figure = record_figure("Redis restarted (AOF), down 5 s", "redis restart", 1, record, fault_at)
+        figure = record_figure(
+            "Redis restarted (AOF), down 5 s", "redis restart", 1, record, fault_at
+        )
         for cli in (waiting, watching):
             assert "unreachable" in cli.stderr()
             assert "reconnecting in" in cli.stderr()
         assert figure.seconds_to_finish < 120
-        assert own_fleet.workers[0].process.poll() is None  # the worker rode it out
+        assert fleet.workers[0].process.poll() is None  # the worker rode it out
     finally:
         server.stop()
 
 
-def start_s3(tmp_path: Path, fleet: Fleet) -> tuple[SeaweedServer, S3Storage]:
-    server = SeaweedServer(tmp_path / "seaweed").start()
-    fleet.extra_env = server.env()
-    server.create_bucket("photos")
-    server.create_bucket("results")
-    return server, S3Storage("s3://results/run/", client=server.client())
+class S3Job:
+    """A SeaweedFS of the test's own with 30 images under s3://photos/, a worker node on it, and
+    a job submitted through the CLI to s3://results/run/."""
 
+    def __init__(self, tmp_path: Path, fleet: Fleet, images: list[Path], name: str) -> None:
+        self.server = SeaweedServer(tmp_path / "seaweed").start()
+        try:
+            self._setup(fleet, images, name)
+        except BaseException:
+            self.server.stop()
+            raise
 
-def upload_s3(server: SeaweedServer, images: list[Path], copies: int) -> list[str]:
-    src = S3Storage("s3://photos/", client=server.client())
-    keys = []
-    for n in range(copies):
-        for path in images:
-            src.write_bytes(f"set{n}/{path.name}", path.read_bytes())
-            keys.append(f"set{n}/{path.name}")
-    return keys
+    def _setup(self, fleet: Fleet, images: list[Path], name: str) -> None:
+        fleet.extra_env = self.server.env()
+        self.server.create_bucket("photos")
+        self.server.create_bucket("results")
+        self.dst = S3Storage("s3://results/run/", client=self.server.client())
+        src = S3Storage("s3://photos/", client=self.server.client())
+        self.keys: list[str] = []
+        for n in range(2):
+            for path in images:
+                src.write_bytes(f"set{n}/{path.name}", path.read_bytes())
+                self.keys.append(f"set{n}/{path.name}")
+        fleet.start(name, "--concurrency", "2")
+        self.submitted = Cli(
+            fleet, "submit", "submit", "s3://photos/", "--out", "s3://results/run/"
+        )
+        self.job_id = self.submitted.first_line()
+        self.store = JobStore.from_url(fleet.settings.redis_url)
 
 
 def wait_readable(dst: S3Storage, job_id: str, store: JobStore, timeout_s: float = 60) -> None:
@@ -146,19 +148,15 @@ def wait_readable(dst: S3Storage, job_id: str, store: JobStore, timeout_s: float
 
 
 def test_s3_stopped_and_restarted_mid_job(
-    settings: Settings, own_fleet: Fleet, tmp_path: Path, media_images: list[Path]
+    settings: Settings, fleet: Fleet, tmp_path: Path, media_images: list[Path]
 ) -> None:
     # Down 3 s, then a restart that takes seconds more on a loaded machine: the transient-retry
     # path (backoff 1, 2, 4, 8, 16 s) outlasts it; nothing fails.
     settings = settings.with_(batch_size=2, retry_backoff_s=1.0, max_retries=5)
-    own_fleet.settings = settings
-    server, dst = start_s3(tmp_path, own_fleet)
+    fleet.settings = settings
+    job = S3Job(tmp_path, fleet, media_images, "s")
+    server, dst, keys, job_id, store = job.server, job.dst, job.keys, job.job_id, job.store
     try:
-        keys = upload_s3(server, media_images, copies=2)
-        own_fleet.start("s", "--concurrency", "2")
-        submitted = Cli(own_fleet, "submit", "submit", "s3://photos/", "--out", "s3://results/run/")
-        job_id = submitted.first_line()
-        store = JobStore.from_url(settings.redis_url)
         wait_progress(store, job_id, len(keys) // 5)
         server.stop()
         fault_at = time.time()
@@ -168,24 +166,20 @@ def test_s3_stopped_and_restarted_mid_job(
         assert (record.status, record.failed) == (JobStatus.DONE, 0), dict(store.failures(job_id))
         assert_exactly_once(store, record, dst, keys)
         record_figure("SeaweedFS stopped, restarted 3 s later", "s3 restart", 1, record, fault_at)
-        assert submitted.wait() == 0
+        assert job.submitted.wait() == 0
     finally:
         server.stop()
 
 
 def test_s3_gone_for_good(
-    settings: Settings, own_fleet: Fleet, tmp_path: Path, media_images: list[Path]
+    settings: Settings, fleet: Fleet, tmp_path: Path, media_images: list[Path]
 ) -> None:
     # Items fail with a clear reason after the retries; the job ends, partly failed; nothing hangs.
     settings = settings.with_(batch_size=2, retry_backoff_s=0.2, max_retries=2)
-    own_fleet.settings = settings
-    server, dst = start_s3(tmp_path, own_fleet)
+    fleet.settings = settings
+    job = S3Job(tmp_path, fleet, media_images, "g")
+    server, dst, keys, job_id, store = job.server, job.dst, job.keys, job.job_id, job.store
     try:
-        keys = upload_s3(server, media_images, copies=2)
-        own_fleet.start("g", "--concurrency", "2")
-        submitted = Cli(own_fleet, "submit", "submit", "s3://photos/", "--out", "s3://results/run/")
-        job_id = submitted.first_line()
-        store = JobStore.from_url(settings.redis_url)
         wait_progress(store, job_id, 4)
         server.stop()
         fault_at = time.time()
@@ -201,6 +195,6 @@ def test_s3_gone_for_good(
         server.start(same_ports=True)  # only to check the outputs written before the outage
         wait_readable(dst, record.job_id, store)
         assert_exactly_once(store, record, dst, keys)
-        assert submitted.wait() == 0
+        assert job.submitted.wait() == 0
     finally:
         server.stop()
