@@ -18,7 +18,7 @@ from celery import Celery
 from framefleet.core import defaults
 from framefleet.core.errors import ConfigError, ObjectNotFound, PipelineError
 from framefleet.core.inputs import classify, input_keys
-from framefleet.core.jobstate import JobStore
+from framefleet.core.jobstate import JobStatus, JobStore
 from framefleet.core.messages import ImageBatch, Message, VideoPlan
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
@@ -109,6 +109,15 @@ class Submission:
     messages: int
 
 
+def stopped(jobs: JobStore, job_id: str) -> bool:
+    # True (and says why) if the job was stopped early or cancelled: listing stops.
+    record = jobs.get(job_id)
+    if record.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        log.warning("job %s is %s (%s); listing stopped", job_id, record.status.value, record.error)
+        return True
+    return False
+
+
 def submit(
     settings: Settings,
     app: Celery,
@@ -118,6 +127,7 @@ def submit(
     *,
     engine: str = "",
     dry_run: bool = False,
+    force: bool = False,
     on_created: Callable[[str], None] = lambda job_id: None,
     on_item: Callable[[str, str], None] = lambda key, kind: None,
     sampling: Sampling | None = None,
@@ -131,6 +141,8 @@ def submit(
         engine: the job's engine (``cv2.dnn`` or ``onnxruntime``); empty: each worker's own.
         on_created: called with the job id as soon as the job exists (before listing ends).
         on_item: called with (key, kind) for each listed key; kind "skip" for non-media keys.
+        force: redo images whose outputs are already complete (by default they count as done
+            without running, so submitting again resumes an earlier job).
 
     Raises:
         UnknownModelError: ``model`` is not in the registry.
@@ -179,6 +191,11 @@ def submit(
     }
     if engine:
         params["engine"] = engine
+    if force:
+        params["force"] = True
+    if settings.max_failure_rate < 1:  # read by the workers' budget check (core.control)
+        params["max_failure_rate"] = settings.max_failure_rate
+        params["min_failure_sample"] = settings.min_failure_sample
     job_id = jobs.create(src.uri, dst.uri, model, params=params)
     on_created(job_id)
     items = sent = 0
@@ -202,6 +219,8 @@ def submit(
             send_jobs(app, [message for message, _ in chunk])
             items += count
             sent += len(chunk)
+            if stopped(jobs, job_id):  # one round trip per chunk
+                break
     except PipelineError as exc:
         jobs.fail(job_id, f"listing stopped after {items} items: {exc}")
         raise

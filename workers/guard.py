@@ -9,7 +9,9 @@ longer running: cancelled, stopped early, finished), has the heartbeat renew it,
   its reason, then the lease is released. No item is acknowledged without an outcome.
 
 `Guard.begin` counts a start of an item: an item whose earlier starts killed their process
-``max_crashes`` times is recorded as failed (a poison item) instead of run again.
+``max_crashes`` times is recorded as failed (a poison item) instead of run again, and an image
+whose outputs are already complete is counted done without running (`workers.resume`; not with
+``submit --force``).
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from celery import Task
 from celery.exceptions import Retry
 
 from framefleet.core.errors import BrokerError, ItemsFailed
-from framefleet.core.messages import Message
+from framefleet.core.messages import ImageBatch, Message
 from framefleet.inference.pipeline import ItemResult, worker_id
 from framefleet.queue import queue_name
 from framefleet.report import write_reports
 from workers import runtime
+from workers.resume import existing_result
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +38,10 @@ log = logging.getLogger(__name__)
 class Guard:
     """The lease and the outcomes of one running message."""
 
-    def __init__(self, lease_id: str, job: Message) -> None:
+    def __init__(self, lease_id: str, job: Message, params: dict[str, Any] | None = None) -> None:
         self.lease_id = lease_id
         self.job = job
+        self.resume = isinstance(job, ImageBatch) and not (params or {}).get("force")
         self.rt = runtime.current()
         self.settled: set[str] = set()
         self.failed: list[ItemResult] = []
@@ -65,7 +69,19 @@ class Guard:
                 )
             )
             return False
+        if self.resume and (done := self._existing(item)) is not None:
+            self.record(done)
+            return False
         return True
+
+    def _existing(self, item: str) -> ItemResult | None:
+        """The item's complete outputs from an earlier run, if any (resume)."""
+        try:
+            label = self.rt.models.get(self.job.model, self.job.engine).adapter.label
+        except Exception:  # the model does not load: let the item fail with that reason
+            return None
+        dst = self.rt.storage(self.job.output_uri)
+        return existing_result(item, dst, self.job.model, label)
 
     def resend(self, item: str) -> None:
         """``item`` failed transiently and goes out again in a retry message."""
@@ -111,7 +127,9 @@ def guarded(task: Task, job: Message, task_name: str) -> Iterator[Guard | None]:
     rt = runtime.current()
     lease_id = str(task.request.id or f"{job.job_id}:{job.kind}:{_number(job)}")
     queue = queue_name(job.model)
-    status = rt.leases.acquire(lease_id, job.job_id, task_name, queue, job.encode(), worker_id())
+    status, params = rt.leases.acquire(
+        lease_id, job.job_id, task_name, queue, job.encode(), worker_id()
+    )
     if status is None:
         log.error("dropped %s of unknown job %s (deleted, or another Redis)", job.kind, job.job_id)
         yield None
@@ -121,7 +139,7 @@ def guarded(task: Task, job: Message, task_name: str) -> Iterator[Guard | None]:
         yield None
         return
     rt.heartbeat.hold(lease_id)
-    guard = Guard(lease_id, job)
+    guard = Guard(lease_id, job, params)
     release = True
     try:
         yield guard

@@ -63,6 +63,27 @@ from framefleet.core.settings import Settings
     is_flag=True,
     help="Videos: do not infer frames that barely changed since the last inferred one.",
 )
+@click.option(
+    "--max-failure-rate",
+    type=click.FloatRange(0, 1, min_open=True),
+    envvar="FRAMEFLEET_MAX_FAILURE_RATE",
+    show_envvar=True,
+    help="Stop the job early when more than this share of items failed (e.g. 0.2), once "
+    "--min-failure-sample items have an outcome; the rest is dropped [default: 1, never].",
+)
+@click.option(
+    "--min-failure-sample",
+    type=click.IntRange(1),
+    envvar="FRAMEFLEET_MIN_FAILURE_SAMPLE",
+    show_envvar=True,
+    help="Items with an outcome before --max-failure-rate may stop the job [default: 20].",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Redo images whose outputs already exist and are complete (by default they count as "
+    "done without running, so submitting again resumes).",
+)
 @click.option("--dry-run", is_flag=True, help="List what would be submitted; enqueue nothing.")
 @click.option("--wait", is_flag=True, help="Show live progress and wait for the job to finish.")
 @click.pass_obj
@@ -78,6 +99,9 @@ def submit(
     every: int,
     sample_fps: float | None,
     skip_static: bool,
+    max_failure_rate: float | None,
+    min_failure_sample: int | None,
+    force: bool,
     dry_run: bool,
     wait: bool,
 ) -> None:
@@ -88,7 +112,12 @@ def submit(
     from producer.progress import summary_table, watch
     from producer.submit import submit as do_submit
 
-    settings = settings.with_(batch_size=batch_size, segment_seconds=segment_seconds)
+    settings = settings.with_(
+        batch_size=batch_size,
+        segment_seconds=segment_seconds,
+        max_failure_rate=max_failure_rate,
+        min_failure_sample=min_failure_sample,
+    )
     sampling = Sampling(every=every, fps=sample_fps or 0.0, skip_static=skip_static)
     model = model or settings.registry().default
 
@@ -107,6 +136,7 @@ def submit(
         on_created=lambda job_id: click.echo(job_id),
         on_item=show,
         sampling=sampling,
+        force=force,
     )
     click.echo(
         f"{'would submit' if dry_run else 'submitted'} {result.items} items"

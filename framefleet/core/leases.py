@@ -42,14 +42,15 @@ from framefleet.core import defaults, redisconn
 log = logging.getLogger(__name__)
 
 # KEYS: leases lease job   ARGV: id job task queue body holder deadline
-# Takes the lease only while the job is live; returns the job's status (nil: no such job).
+# Takes the lease only while the job is live; returns the job's {status, params} (nil: no job).
 _ACQUIRE = """
-local status = redis.call('HGET', KEYS[3], 'status')
-if status ~= 'running' and status ~= 'listing' then return status end
+local f = redis.call('HMGET', KEYS[3], 'status', 'params')
+local status = f[1]
+if status ~= 'running' and status ~= 'listing' then return {status, false} end
 redis.call('HSET', KEYS[2], 'job', ARGV[2], 'task', ARGV[3], 'queue', ARGV[4], 'body', ARGV[5],
            'holder', ARGV[6], 'item', '')
 redis.call('ZADD', KEYS[1], ARGV[7], ARGV[1])
-return status
+return {status, f[2] or '{}'}
 """
 
 # KEYS: leases   ARGV: lease_prefix holder deadline id...
@@ -121,7 +122,7 @@ class LeaseStore:
     Example:
         >>> leases = LeaseStore(redisconn.connect(url), ttl_s=30)
         >>> leases.acquire("task-1", "job-1", "framefleet.image_batch", "q", {"items": []}, "h:1")
-        'running'
+        ('running', {'batch_size': 8})
         >>> leases.release("task-1")
     """
 
@@ -152,14 +153,15 @@ class LeaseStore:
 
     def acquire(
         self, lease_id: str, job_id: str, task: str, queue: str, body: dict[str, Any], holder: str
-    ) -> str | None:
+    ) -> tuple[str | None, dict[str, Any]]:
         """Take the lease on a message of job ``job_id`` if the job is still live.
 
         Returns:
             The job's status ("running" or "listing" when the lease was taken; "cancelled",
-            "failed", "done": not taken, skip the message), or None for an unknown job.
+            "failed", "done": not taken, skip the message; None: unknown job) and, when the
+            lease was taken, the job's parameters.
         """
-        status = self._call(
+        status, params = self._call(
             self._acquire,
             keys=[self._index, self._lease_prefix + lease_id, self._job(job_id)],
             args=[
@@ -172,7 +174,7 @@ class LeaseStore:
                 time.time() + self.ttl_s,
             ],
         )
-        return None if status is None else str(status)
+        return (None if status is None else str(status)), json.loads(params) if params else {}
 
     def renew(self, lease_ids: Iterable[str], holder: str) -> int:
         """Push the deadlines of ``lease_ids`` held by ``holder`` forward; how many were."""

@@ -1,0 +1,47 @@
+"""Run a job's failed items again: `framefleet retry JOB`.
+
+The failed items go back to pending in the job state (one script, `JobControl.reopen`), the job
+is running again, and the items are enqueued as new messages; items that succeeded are not
+touched. Their outcomes are recorded on the same job, so its counts stay exact and the report is
+written again when the last of them is recorded.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from framefleet.core.control import JobControl
+from framefleet.core.errors import ConfigError
+from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.settings import Settings
+from framefleet.core.storage import open_storage
+from framefleet.queue import send_job
+from producer.submit import messages
+
+
+def retry_failed(settings: Settings, app: Celery, jobs: JobStore, job_id: str) -> list[str]:
+    """Enqueue the failed items of ``job_id`` again; the items (empty: nothing to retry).
+
+    Raises:
+        JobNotFound: no such job.
+        ConfigError: the job was cancelled or stopped early: its unlisted or dropped items have
+            no record to retry from; submit it again (complete outputs are skipped).
+        BrokerError: Redis is unreachable.
+    """
+    record = jobs.get(job_id)
+    if record.status in (JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.LISTING):
+        raise ConfigError(
+            f"job {job_id} is {record.status.value}"
+            + (f" ({record.error})" if record.error else "")
+            + "; its unprocessed items have no outcome to retry. Submit the same input to the "
+            "same output again: items whose outputs are complete are skipped"
+        )
+    items = JobControl(jobs).reopen(job_id)
+    if not items:
+        return []
+    src, dst = open_storage(record.input_uri), open_storage(record.output_uri)
+    batch_size = int(record.params.get("batch_size") or settings.batch_size)
+    engine = str(record.params.get("engine") or "")
+    for message, _ in messages(job_id, src, dst, record.model, batch_size, items, engine):
+        send_job(app, message)
+    return items

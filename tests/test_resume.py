@@ -1,0 +1,152 @@
+"""Failure budget, retry and resume, with real workers: a job with too many failures stops early
+and drops the rest; `framefleet retry` reruns only the failed items; submitting again skips items
+whose outputs are complete (`--force` redoes them); a producer killed mid-listing and a second
+submission leave no item missing or counted twice."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from faults import assert_exactly_once
+from fleet import Fleet, wait_for_job
+from test_e2e import run_cli
+from test_faults_services import Cli
+
+from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.outputs import result_key
+from framefleet.core.settings import Settings
+from framefleet.core.storage import Storage, open_storage
+
+pytestmark = pytest.mark.integration
+
+
+def created_at(dst: Storage, key: str) -> float:
+    return float(json.loads(dst.read_bytes(result_key(key)))["created_at"])
+
+
+def test_failure_budget_stops_the_job_and_drops_the_rest(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
+) -> None:
+    # A wrong input for the model, simulated by files that are not images: 12 of them first.
+    settings = settings.with_(batch_size=2)
+    fleet.settings = settings
+    src = open_storage(str(tmp_path / "in"))
+    for n in range(12):
+        src.write_bytes(f"a-bad-{n:02d}.jpg", b"<html>not an image</html>")
+    for path in media_images:
+        src.write_bytes(f"z-good-{path.name}", path.read_bytes())
+    fleet.start("w1")
+    result = run_cli(
+        settings,
+        "submit",
+        src.uri,
+        "--out",
+        str(tmp_path / "out"),
+        "--max-failure-rate",
+        "0.5",
+        "--min-failure-sample",
+        "6",
+        "--wait",
+    )
+    assert result.returncode == 1, result.stderr
+    job_id = result.stdout.splitlines()[0].strip()
+    record = job_store.get(job_id)
+    assert record.status is JobStatus.FAILED
+    assert "stopped early" in record.error
+    assert "stopped early" in result.stdout + result.stderr
+    assert record.failed >= 6
+    assert record.processed < record.total  # the rest of the queue was dropped, not processed
+    time.sleep(2)  # what was queued is skipped by the worker, not run
+    assert job_store.get(job_id).processed == record.processed
+    assert "skipped" in fleet.workers[0].log()
+
+
+def test_retry_reruns_only_the_failed_items(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
+) -> None:
+    src = open_storage(str(tmp_path / "in"))
+    dst = open_storage(str(tmp_path / "out"))
+    keys = []
+    for path in media_images[:4]:
+        src.write_bytes(path.name, path.read_bytes())
+        keys.append(path.name)
+    src.write_bytes("late.jpg", b"still uploading")  # fails now, fixed before the retry
+    keys.append("late.jpg")
+    fleet.start("w1")
+    first = run_cli(settings, "submit", src.uri, "--out", dst.uri, "--wait")
+    assert first.returncode == 1, first.stderr
+    job_id = first.stdout.splitlines()[0].strip()
+    before = {k: created_at(dst, k) for k in keys[:4]}
+    src.write_bytes("late.jpg", media_images[5].read_bytes())
+    again = run_cli(settings, "retry", job_id, "--wait")
+    assert again.returncode == 0, again.stderr
+    assert "retrying 1 failed items" in again.stderr
+    record = job_store.get(job_id)
+    assert (record.status, record.total, record.done, record.failed) == (JobStatus.DONE, 5, 5, 0)
+    assert_exactly_once(job_store, record, dst, keys)
+    assert {k: created_at(dst, k) for k in keys[:4]} == before  # not redone
+    nothing = run_cli(settings, "retry", job_id)
+    assert nothing.returncode == 0
+    assert "nothing to retry" in nothing.stderr
+
+
+def test_resubmit_skips_complete_outputs_and_force_redoes_them(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
+) -> None:
+    src = open_storage(str(tmp_path / "in"))
+    dst = open_storage(str(tmp_path / "out"))
+    keys = [p.name for p in media_images[:5]]
+    for path in media_images[:5]:
+        src.write_bytes(path.name, path.read_bytes())
+    fleet.start("w1")
+    args = ("submit", src.uri, "--out", dst.uri, "--wait")
+    assert run_cli(settings, *args).returncode == 0
+    first = {k: created_at(dst, k) for k in keys}
+    (tmp_path / "out" / result_key(keys[0])).unlink()  # incomplete: the JSON is missing
+    second = run_cli(settings, *args)
+    assert second.returncode == 0, second.stderr
+    record = job_store.get(second.stdout.splitlines()[0].strip())
+    assert (record.done, record.failed) == (5, 0)
+    assert record.classes  # skipped items still count their detections
+    now = {k: created_at(dst, k) for k in keys}
+    assert now[keys[0]] > first[keys[0]]  # redone
+    assert {k: now[k] for k in keys[1:]} == {k: first[k] for k in keys[1:]}  # skipped
+    forced = run_cli(settings, *args, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert all(created_at(dst, k) > now[k] for k in keys)
+
+
+def test_producer_killed_mid_listing_then_submitted_again(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore
+) -> None:
+    src = open_storage(str(tmp_path / "in"))
+    rng = np.random.default_rng(1)
+    keys = []
+    for n in range(120):  # small images: the listing is long, the inference short
+        image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        ok, data = cv2.imencode(".jpg", image)
+        assert ok
+        src.write_bytes(f"p{n:03d}.jpg", data.tobytes())
+        keys.append(f"p{n:03d}.jpg")
+    fleet.start("w1")
+    out = str(tmp_path / "out")
+    producer = Cli(fleet, "producer", "submit", src.uri, "--out", out)
+    first_id = producer.first_line()
+    deadline = time.monotonic() + 60
+    while job_store.get(first_id).total < 2:  # a few messages sent, most of the listing to go
+        assert time.monotonic() < deadline, producer.stderr()
+        time.sleep(0.002)
+    producer.process.kill()
+    producer.process.wait()
+    orphan = job_store.get(first_id)
+    assert not orphan.listed, "the producer finished listing before it was killed"
+    again = run_cli(settings, "submit", src.uri, "--out", out)
+    assert again.returncode == 0, again.stderr
+    record = wait_for_job(job_store, again.stdout.splitlines()[0].strip(), timeout_s=240)
+    assert (record.status, record.total, record.done, record.failed) == (JobStatus.DONE, 120, 120, 0)
+    assert_exactly_once(job_store, record, open_storage(out), keys)
