@@ -198,3 +198,38 @@ def test_s3_gone_for_good(
         assert job.submitted.wait() == 0
     finally:
         server.stop()
+
+
+def test_worker_waits_for_redis_at_start_then_exits_5(settings: Settings, tmp_path: Path) -> None:
+    # Nothing listens on this port: one line per retry, no traceback, exit 5 after the bound.
+    dead = settings.with_(redis_url="redis://127.0.0.1:1/0", redis_wait_s=3)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "framefleet.cli", "worker", "-n", "nobroker@%h"],
+        env=Fleet(dead, tmp_path).env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 5, result.stderr
+    assert time.monotonic() - started < 60
+    retries = [line for line in result.stderr.splitlines() if "reconnecting in" in line]
+    assert len(retries) >= 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "127.0.0.1:1" in result.stderr.splitlines()[-1]
+
+
+def test_worker_exits_5_when_redis_stays_down(
+    settings: Settings, fleet: Fleet, tmp_path: Path
+) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        fleet.settings = settings.with_(redis_url=server.url, redis_wait_s=6, lease_ttl_s=3)
+        worker = fleet.start("lonely")
+        server.stop()
+        code = worker.process.wait(timeout=120)
+        assert code == 5, worker.log()[-3000:]
+        assert "stopping the worker with exit code 5" in worker.log()
+    finally:
+        server.stop()

@@ -46,6 +46,7 @@ QUIET_LOGGERS = (
     "celery.worker.consumer.consumer",
     "celery.worker.consumer.gossip",
     "celery.worker.request",
+    "celery.bootsteps",  # closing channels of a connection that is gone
 )
 """Loggers whose tracebacks are cut to one line: connection loss and reconnection, and a pool
 process lost (killed); the task's own errors keep their traceback (celery.app.trace)."""

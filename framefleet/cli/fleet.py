@@ -8,6 +8,7 @@ import sys
 import click
 
 from framefleet.cli.base import HELP_EPILOG, _exits, engine_option, main, metrics_port_option
+from framefleet.core.errors import BrokerError
 from framefleet.core.settings import Settings
 
 
@@ -129,6 +130,15 @@ def worker(
         "--without-mingle",
     ]
     app.worker_main(argv=argv)
+    from celery.worker import state
+
+    from workers.sweeper import EXIT_BROKER
+
+    if state.should_stop == EXIT_BROKER:  # the sweeper gave up on Redis (Celery exits 0 here)
+        raise BrokerError(
+            f"Redis at {redisconn.describe(client)} stayed unreachable for "
+            f"{settings.redis_wait_s:.0f} s (FRAMEFLEET_REDIS_WAIT_S); the worker stopped"
+        )
 
 
 FLOWER_TASK_COLUMNS = "name,state,args,result,exception,received,runtime,worker"
