@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain, islice
+from itertools import islice
 from typing import TypeVar
 
 from celery import Celery
 
 from framefleet.core import defaults
-from framefleet.core.errors import ConfigError, ObjectNotFound, PipelineError
-from framefleet.core.inputs import classify, input_keys
+from framefleet.core.errors import ConfigError, PipelineError
+from framefleet.core.inputs import check_output, classify, first_media, input_listing, open_input
 from framefleet.core.jobstate import JobStatus, JobStore
 from framefleet.core.messages import ImageBatch, Message, VideoPlan
 from framefleet.core.sampling import Sampling
@@ -134,6 +134,8 @@ def submit(
 ) -> Submission:
     """List ``input_uri``, enqueue its media for ``model``, and record the job.
 
+    ``input_uri`` is a folder or prefix, or one image or video file.
+
     Videos are split into segments of ``settings.segment_seconds`` by the worker that plans
     them; ``sampling`` says which of their frames are inferred (default: all).
 
@@ -146,30 +148,24 @@ def submit(
 
     Raises:
         UnknownModelError: ``model`` is not in the registry.
+        ConfigError: the output lies inside the input.
+        NoMediaError: the input holds no image or video.
         StorageError: the input cannot be listed (missing bucket, unreachable endpoint...).
         BrokerError: Redis is unreachable.
     """
     settings.registry().get(model)
     if engine and engine not in defaults.ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(defaults.ENGINES)}")
-    src, dst = open_storage(input_uri), open_storage(output_uri)
-    if src.uri == dst.uri:
-        raise ConfigError(
-            f"--out {dst.uri} is the input itself; choose another folder or prefix, e.g. "
-            f"{src.uri.rstrip('/')}-results/"
-        )
-    listing = input_keys(src, dst)
-    first = next(listing, None)  # fails fast (missing bucket...) before a job is recorded
-    if first is None:
-        raise ObjectNotFound(
-            f"nothing to process under {src.uri}: the folder or prefix is empty or does not exist; "
-            "check the path (S3 prefixes are case-sensitive and end at a '/')"
-        )
-    skipped = 0
+    (src, single), dst = open_input(input_uri), open_storage(output_uri)
+    check_output(src, dst, single is not None)
+    listing = input_listing(src, dst, single)
+    # Fails fast (missing bucket, no media...) before a job is recorded.
+    first, skipped = first_media(src, listing, on_item)
 
     def keys() -> Iterator[str]:
         nonlocal skipped
-        for obj in chain([first] if first else [], listing):
+        yield first.key
+        for obj in listing:
             kind = classify(obj.key)
             on_item(obj.key, kind)
             if kind == "skip":
@@ -178,8 +174,11 @@ def submit(
                 yield obj.key
 
     if dry_run:
-        count = sum(1 for _ in keys())
-        return Submission(job_id=None, items=count, skipped=skipped, messages=0)
+        items = sent = 0
+        for _, count in messages("dry-run", src, dst, model, settings.batch_size, keys()):
+            items += count
+            sent += 1
+        return Submission(job_id=None, items=items, skipped=skipped, messages=sent)
 
     jobs = JobStore.from_url(settings.redis_url)
     jobs.reconnect_s = settings.redis_wait_s  # fail fast at first, then ride out a restart

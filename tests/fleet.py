@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,3 +56,18 @@ def wait_for_job(
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} not finished after {timeout_s} s: {record}")
         time.sleep(0.2)
+
+
+def run_cli(
+    settings: Settings, *args: str, env: dict[str, str] | None = None, timeout_s: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``framefleet ARGS`` in a child process with the test's settings in its environment."""
+    full_env = {**Fleet(settings, REPO).env(), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "framefleet.cli", *args],
+        env=full_env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )

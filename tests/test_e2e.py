@@ -4,14 +4,12 @@ models on real images. Submissions go through the real CLI or the producer API."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fleet import REPO, Fleet, wait_for_job
+from fleet import Fleet, run_cli, wait_for_job
 from helpers import MODEL_DIR
 
 from framefleet.core.jobstate import JobStatus, JobStore
@@ -42,20 +40,6 @@ def upload(storage: Storage, files: list[Path], prefix: str = "") -> list[str]:
         storage.write_bytes(key, path.read_bytes())
         keys.append(key)
     return keys
-
-
-def run_cli(
-    settings: Settings, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**Fleet(settings, REPO).env(), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "framefleet.cli", *args],
-        env=full_env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def assert_outputs_match_direct_run(

@@ -30,6 +30,7 @@ EXIT_BROKER = 5  # Redis unreachable
 EXIT_MODEL = 6  # model files missing, wrong sha256, not loadable
 EXIT_UNHEALTHY = 7  # healthcheck: the local metrics endpoint does not answer
 EXIT_DISAGREE = 8  # models verify: the engines disagree beyond the stated tolerance
+EXIT_INTERRUPTED = 130  # Ctrl-C: the command stopped, the job goes on (128 + SIGINT)
 
 _EXIT_FOR: list[tuple[type[PipelineError], int]] = [
     (ConfigError, EXIT_CONFIG),
@@ -45,9 +46,10 @@ Examples:
   framefleet submit s3://photos/2026/ --model yolox-nano --out s3://results/run1/ --wait
   framefleet status 20261122-050000-a1b2c3 --watch
 \b
-Exit codes: 0 ok, 1 some items failed, 3 bad configuration, 4 storage unreachable,
-5 Redis unreachable, 6 model files missing or invalid, 7 unhealthy (healthcheck),
-8 engines disagree (models verify).
+Exit codes: 0 ok, 1 some items failed, 3 bad configuration (unknown model or job, no media,
+--out inside the input), 4 storage unreachable, 5 Redis unreachable, 6 model files missing
+or invalid, 7 unhealthy (healthcheck), 8 engines disagree (models verify), 130 Ctrl-C
+(detached; the job goes on).
 """
 
 F = TypeVar("F", bound=Callable[..., Any])

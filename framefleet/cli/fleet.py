@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 import click
 
 from framefleet.cli.base import HELP_EPILOG, _exits, engine_option, main, metrics_port_option
-from framefleet.core.errors import BrokerError
+from framefleet.core.errors import BrokerError, ConfigError
 from framefleet.core.settings import Settings
 
 
@@ -166,6 +167,7 @@ return their item counts, so those columns say what each task did; the UUID colu
 @_exits
 def flower(settings: Settings, port: int, address: str, basic_auth: str | None) -> None:
     """Flower (Celery's web monitor) on the same broker."""
+    _check_port(address, port)
     env = {**os.environ, **settings.to_env()}
     cmd = [
         sys.executable,
@@ -182,3 +184,24 @@ def flower(settings: Settings, port: int, address: str, basic_auth: str | None) 
         cmd.append(f"--basic-auth={basic_auth}")
     # exec, not a child: signals sent to `framefleet flower` must reach Flower itself.
     os.execve(sys.executable, cmd, env)
+
+
+def _check_port(address: str, port: int) -> None:
+    """Refuse a port another process listens on, before Flower fails on it with a traceback.
+
+    Raises:
+        ConfigError: ``port`` is taken on ``address``; the message suggests a free one.
+    """
+    from framefleet.services.ports import free_port
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR as Tornado sets it: a port left in TIME_WAIT is free for Flower too.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"port {port} on {address} is taken ({exc.strerror}): another Flower or server "
+                f"listens there; use a free one, e.g. --port {free_port(address)} "
+                "(FRAMEFLEET_FLOWER_PORT)"
+            ) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import click
 
@@ -23,14 +24,15 @@ from framefleet.core.settings import Settings
 @_exits
 def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_report: bool) -> None:
     """Counts, throughput, ETA and failures of JOB_ID."""
+    from framefleet.cli.follow import follow
     from framefleet.core.jobstate import JobStore
     from framefleet.report import write_reports
-    from producer.progress import summary_table, watch
+    from producer.progress import summary_table
 
     # --watch rides out a Redis restart (one line per retry) up to --redis-wait; a one-off
     # status fails at once.
     jobs = JobStore.from_url(settings.redis_url, reconnect_s=settings.redis_wait_s if live else 0)
-    record = watch(jobs, job_id) if live else jobs.get(job_id)
+    record = follow(jobs, job_id) if live else jobs.get(job_id)
     if write_report:
         click.echo(f"report: {write_reports(jobs, job_id)}", err=True)
         record = jobs.get(job_id)
@@ -45,12 +47,34 @@ def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_rep
 @click.pass_obj
 @_exits
 def jobs(settings: Settings, limit: int) -> None:
-    """Recent jobs, newest first."""
+    """Recent jobs, newest first: id, state, counts, model, creation time and input."""
     from framefleet.core.jobstate import JobStore
-    from producer.progress import plain_line
 
-    for record in JobStore.from_url(settings.redis_url).recent(limit):
-        click.echo(f"{record.job_id}  {record.model:<12} {plain_line(record)}")
+    records = JobStore.from_url(settings.redis_url).recent(limit)
+    if not records:
+        click.echo(
+            f"no jobs in Redis at {settings.redis_url}; submit one with "
+            "`framefleet submit FOLDER --out FOLDER`, or check FRAMEFLEET_REDIS_URL",
+            err=True,
+        )
+        return
+    rows = [
+        (
+            r.job_id,
+            r.status.value,
+            f"{r.done}/{r.total}{'' if r.listed else '+'}",
+            str(r.failed),
+            r.model,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.created_at)),
+            r.input_uri,
+        )
+        for r in records
+    ]
+    header = ("JOB", "STATUS", "DONE/TOTAL", "FAILED", "MODEL", "CREATED (UTC)", "INPUT")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]))
 
 
 @main.command(epilog=HELP_EPILOG)

@@ -1,24 +1,53 @@
-"""`framefleet models`: the registry."""
+"""`framefleet models`: the registry, and whether each model's files are here and verified."""
 
 from __future__ import annotations
 
 import click
 
 from framefleet.cli.base import HELP_EPILOG, _exits, main
+from framefleet.core.errors import ChecksumMismatch, ModelError
+from framefleet.core.modelstore import ModelStore
+from framefleet.core.registry import ModelSpec
 from framefleet.core.settings import Settings
+
+
+def files_state(store: ModelStore, spec: ModelSpec) -> str:
+    """The state of every file of ``spec`` in ``store`` (verified, present but not pinned,
+    missing, bad sha256), without downloading anything."""
+    specs = [*spec.files.values(), *([spec.labels] if spec.labels else [])]
+    missing = [f for f in specs if not (store.model_dir / f.path).is_file()]
+    if missing:
+        fetchable = all(f.url for f in missing)
+        return "missing (downloads on first use)" if fetchable else "missing (no URL: copy it)"
+    try:
+        for f in specs:
+            store.digest(f)
+    except ChecksumMismatch:
+        return "bad sha256"
+    except ModelError:
+        return "unreadable"
+    return "verified" if all(f.sha256 for f in specs) else "present, not pinned"
 
 
 @main.group(name="models", epilog=HELP_EPILOG, invoke_without_command=True)
 @click.pass_context
 @_exits
 def models_group(ctx: click.Context) -> None:
-    """The model registry: name, task and description of each model (``models verify``: check
-    that both engines give the same answers)."""
+    """The model registry: name, task, whether its files are present and verified (sha256), and
+    a description; * marks the default model (``models verify``: check that both engines give
+    the same answers)."""
     if ctx.invoked_subcommand is not None:
         return
     settings: Settings = ctx.obj
     registry = settings.registry()
+    store = ModelStore(settings.model_dir, download=False)
+    click.echo(f"model files in {settings.model_dir} (--model-dir / FRAMEFLEET_MODEL_DIR)")
+    rows = [("", "NAME", "TASK", "FILES", "DESCRIPTION")]
     for name in registry.names():
         spec = registry.get(name)
         mark = "*" if name == registry.default else " "
-        click.echo(f"{mark} {name:<14} {spec.task:<15} {spec.description}")
+        rows.append((mark, name, spec.task, files_state(store, spec), spec.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
+        click.echo(" ".join([*cells, row[-1]]).rstrip())

@@ -105,11 +105,13 @@ def submit(
     dry_run: bool,
     wait: bool,
 ) -> None:
-    """Submit every image and video under INPUT_URI (folder, file:// or s3:// prefix)."""
+    """Submit every image and video under INPUT_URI (folder, file:// or s3:// prefix), or the
+    one image or video INPUT_URI names. --out must not lie inside the input."""
+    from framefleet.cli.follow import follow
     from framefleet.core.jobstate import JobStore
     from framefleet.core.sampling import Sampling
     from framefleet.queue import create_app
-    from producer.progress import summary_table, watch
+    from producer.progress import summary_table
     from producer.submit import submit as do_submit
 
     settings = settings.with_(
@@ -146,6 +148,6 @@ def submit(
     if wait and result.job_id:
         # A Redis restart while waiting is ridden out (one line per retry), up to --redis-wait.
         jobs = JobStore.from_url(settings.redis_url, reconnect_s=settings.redis_wait_s)
-        record = watch(jobs, result.job_id)
+        record = follow(jobs, result.job_id)
         click.echo(summary_table(record, list(jobs.failures(result.job_id))))
         sys.exit(EXIT_ITEMS_FAILED if record.failed else EXIT_OK)

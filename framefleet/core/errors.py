@@ -8,7 +8,9 @@ what arrived, and what to change.
     ├── ConfigError                 bad settings, registry file or CLI option
     │   ├── UnknownModelError       a model name the registry does not know
     │   ├── JobNotFound             a job id this Redis does not hold
-    │   └── DatasetError            a labelled data set or ground truth that cannot be used
+    │   ├── DatasetError            a labelled data set or ground truth that cannot be used
+    │   ├── JobFinished             a job that already ended (done, failed, cancelled) is final
+    │   └── NoMediaError            an input that holds no image or video to process
     ├── StorageError                anything the storage layer could not do
     │   ├── ObjectNotFound          a key or file that does not exist
     │   ├── BucketNotFound          an S3 bucket that does not exist
@@ -51,6 +53,14 @@ class JobNotFound(ConfigError):
 class DatasetError(ConfigError):
     """A labelled data set (ImageFolder layout) or ground-truth file that cannot be used: too few
     classes or items, an unknown layout, a truth file that does not parse."""
+
+
+class JobFinished(ConfigError):
+    """The job already ended (done, failed or cancelled); a finished job is final."""
+
+
+class NoMediaError(ConfigError):
+    """The input holds no image or video (an empty folder, or only other files)."""
 
 
 class StorageError(PipelineError):

@@ -7,6 +7,7 @@ the same format adds entries or replaces built-in ones by name.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -105,9 +106,11 @@ class Registry:
             return self.models[name]
         except KeyError:
             known = ", ".join(sorted(self.models))
+            close = difflib.get_close_matches(name, self.models, n=3, cutoff=0.6)
+            guess = f"did you mean {' or '.join(close)}? " if close else ""
             raise UnknownModelError(
-                f"unknown model {name!r}; known models: {known}. "
-                "Add your own with --models FILE (FRAMEFLEET_MODELS)."
+                f"unknown model {name!r}; {guess}known models: {known}. "
+                "Add your own with --models-file FILE (FRAMEFLEET_MODELS)."
             ) from None
 
     def names(self) -> list[str]:
@@ -131,7 +134,7 @@ def load_registry(extra: Path | None = None) -> Registry:
         except OSError as exc:
             raise ConfigError(
                 f"cannot read model registry file {extra}: {exc.strerror}; "
-                "check the path given to --models / FRAMEFLEET_MODELS"
+                "check the path given to --models-file / FRAMEFLEET_MODELS"
             ) from exc
         user = _parse(text, str(extra))
         models.update(_entries(user, str(extra)))

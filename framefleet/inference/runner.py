@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -20,8 +20,13 @@ from pathlib import Path
 import cv2
 
 from framefleet.core import defaults
-from framefleet.core.errors import ConfigError
-from framefleet.core.inputs import classify, input_keys
+from framefleet.core.inputs import (
+    check_output,
+    classify,
+    first_media,
+    input_listing,
+    open_input,
+)
 from framefleet.core.outputs import report_key
 from framefleet.core.storage import Storage, open_storage
 from framefleet.inference.loaded import LoadedModel, load_model
@@ -138,20 +143,12 @@ def _item(result: ItemResult) -> str:
 
 def _plan(input_uri: str, output_uri: str) -> tuple[Storage, Storage, list[tuple[str, str]]]:
     """The storages and the (key, kind) of every media item; a single file is a valid input."""
-    path = Path(input_uri.removeprefix("file://"))
-    single = "://" not in input_uri.removeprefix("file://") and path.is_file()
-    src = open_storage(str(path.parent) if single else input_uri)
-    dst = open_storage(output_uri)
-    if src.uri == dst.uri and not single:
-        raise ConfigError(f"--out {dst.uri} is the input itself; choose another folder or prefix")
-    listed: Iterator[str] = iter([path.name]) if single else (o.key for o in input_keys(src, dst))
-    keys = [(key, kind) for key in listed if (kind := classify(key)) != "skip"]
-    if not keys:
-        raise ConfigError(
-            f"no image or video under {input_uri}; framefleet reads "
-            f"{' '.join(sorted({*defaults.IMAGE_SUFFIXES, *defaults.VIDEO_SUFFIXES}))}"
-        )
-    return src, dst, keys
+    (src, single), dst = open_input(input_uri), open_storage(output_uri)
+    check_output(src, dst, single is not None)
+    listed = input_listing(src, dst, single)
+    first, _ = first_media(src, listed, lambda key, kind: None)
+    rest = [(o.key, kind) for o in listed if (kind := classify(o.key)) != "skip"]
+    return src, dst, [(first.key, classify(first.key)), *rest]
 
 
 def _process(model: LoadedModel, src: Storage, dst: Storage, key: str, kind: str) -> ItemResult:
