@@ -19,7 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from framefleet.core.jobstate import JobRecord, JobStore, VideoProgress
+from framefleet.core.jobstate import JobRecord, JobStatus, JobStore, VideoProgress
 
 MAX_VIDEO_ROWS = 5
 """Videos shown one per row in the live display; the rest are counted in one line."""
@@ -61,6 +61,13 @@ def eta_s(record: JobRecord, now: float | None = None) -> float | None:
 
 def _total(record: JobRecord) -> str:
     return f"{record.total:,}" if record.listed else f"{record.total:,}+"
+
+
+def _left(record: JobRecord) -> str:
+    """Items without an outcome: pending while the job runs, cancelled once it was stopped."""
+    if record.status in (JobStatus.CANCELLED, JobStatus.FAILED):
+        return f"{record.cancelled:,} cancelled"
+    return f"{max(0, record.total - record.processed):,} pending"
 
 
 def _share(done: int, total: int) -> float:
@@ -148,7 +155,7 @@ def render(record: JobRecord, now: float | None = None) -> RenderableType:
         (f"{record.done:,} done", "green"),
         "  ",
         (f"{record.failed:,} failed", "red" if record.failed else "dim"),
-        f"  {max(0, record.total - record.processed):,} pending",
+        f"  {_left(record)}",
         ("" if record.listed else " (listing)", "dim"),
         ("  ETA ", "dim"),
         _duration(eta_s(record, now)),
@@ -224,7 +231,7 @@ def status_block(record: JobRecord) -> str:
         f"input     {record.input_uri}",
         f"output    {record.output_uri}",
         f"items     {record.total}{'' if record.listed else ' so far (still listing)'}: "
-        f"{record.done} done, {record.failed} failed, {record.total - record.processed} pending",
+        f"{record.done} done, {record.failed} failed, {_left(record)}",
         f"elapsed   {_duration(record.elapsed_s())}   "
         f"ETA {_duration(eta_s(record)) if not record.finished else '-'}",
         f"speed     {record.rate():.2f} items/s, {record.frame_rate():.1f} images/s "

@@ -167,3 +167,86 @@ def test_status_json_of_single_file_job(settings: Settings, tmp_path: Path, job_
     job_id = result.stdout.split()[0]
     record = json.loads(run_cli(settings, "status", job_id, "--json").stdout)
     assert (record["input"], record["total"]) == (f"file://{folder}/", 1)
+
+
+def wait_for_text(path: Path, text: str, proc: subprocess.Popen[str], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in path.read_text():
+        assert proc.poll() is None, path.read_text()
+        assert time.monotonic() < deadline, path.read_text()
+        time.sleep(0.2)
+
+
+def test_with_a_real_worker_single_file_cancel_and_no_live_worker(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
+) -> None:
+    fleet.start("w1")  # serves yolox-nano only
+
+    # One file is a valid input; its outputs are named as for that file in a folder.
+    one = run_cli(settings, "submit", str(HORSES), "--out", str(tmp_path / "one"), "--wait")
+    assert one.returncode == 0, one.stderr
+    assert (tmp_path / "one" / "darknet_horses.jpg").is_file()
+    assert json.loads((tmp_path / "one" / "darknet_horses.jpg.json").read_text())["kind"] == "image"
+    assert "no live worker" not in one.stderr
+    done_id = one.stdout.split()[0]
+
+    # A finished job is final: cancel says so, exits 3 and changes nothing.
+    again = run_cli(settings, "cancel", done_id)
+    assert again.returncode == 3, again.stderr
+    assert f"job {done_id} already ended (done: 1 done, 0 failed, 0 cancelled)" in again.stderr
+    assert job_store.get(done_id).status.value == "done"
+
+    # A job for a model no live worker serves: submit and status name the queue and the fix.
+    folder = photos(tmp_path / "faces", DOG, HORSES, IMAGES_DIR / "coral_face.jpg")
+    faces = run_cli(settings, "submit", str(folder), "--out", str(tmp_path / "f1"), "--model", "yunet")
+    assert faces.returncode == 0, faces.stderr
+    for text in ("no live worker consumes queue framefleet.yunet", "framefleet worker --models yunet", "(framefleet.yolox-nano)"):
+        assert text in faces.stderr
+    status = run_cli(settings, "status", faces.stdout.split()[0])
+    assert "no live worker consumes queue framefleet.yunet" in status.stderr
+
+    # --wait says so too instead of waiting silently; a cancel ends the wait (exit 1).
+    log = tmp_path / "wait.log"
+    with log.open("w") as err:
+        cmd = [sys.executable, "-m", "framefleet.cli", "submit", str(folder), "--out", str(tmp_path / "f2"), "--model", "yunet", "--wait"]
+        proc = subprocess.Popen(cmd, env=Fleet(settings, REPO).env(), cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            wait_for_text(log, "no live worker consumes queue framefleet.yunet", proc)
+            waiting_id = job_store.recent(1)[0].job_id
+            cancel = run_cli(settings, "cancel", waiting_id)
+            assert cancel.returncode == 0, cancel.stderr
+            assert f"cancelled {waiting_id}: 0 done, 0 failed, 3 cancelled" in cancel.stdout
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 1, log.read_text()
+    assert "0 done, 0 failed, 3 cancelled" in out
+
+    # Cancelling a running job: exact counts that stop moving, and its summary.
+    many = tmp_path / "many"
+    for i in range(3):
+        photos(many / f"copy{i}", *media_images)
+    total = 3 * len(media_images)
+    run = run_cli(settings, "submit", str(many), "--out", str(tmp_path / "m"), "--batch-size", "1")
+    job_id = run.stdout.split()[0]
+    deadline = time.monotonic() + 120
+    while job_store.get(job_id).done < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    cancel = run_cli(settings, "cancel", job_id)
+    assert cancel.returncode == 0, cancel.stderr
+    first = json.loads(run_cli(settings, "status", job_id, "--json").stdout)
+    time.sleep(2)  # the task in flight ends meanwhile; its outcome is not counted
+    second = json.loads(run_cli(settings, "status", job_id, "--json").stdout)
+    assert first == second  # counts, elapsed time and rate all stopped
+    assert first["status"] == "cancelled"
+    assert first["done"] >= 1
+    assert first["cancelled"] >= 1
+    assert first["done"] + first["failed"] + first["cancelled"] == first["total"] == total
+    summary = json.loads((tmp_path / "m" / "_framefleet" / "summary.json").read_text())
+    assert (summary["status"], summary["done"], summary["cancelled"]) == ("cancelled", first["done"], first["cancelled"])
+    text = run_cli(settings, "status", job_id).stdout
+    assert f"{first['cancelled']} cancelled" in text
+    assert "pending" not in text

@@ -107,6 +107,29 @@ def test_cancel_and_recent(job_store: JobStore) -> None:
     assert [r.job_id for r in job_store.recent()] == [second, first]
 
 
+def test_a_stopped_job_is_final_with_frozen_counts(job_store: JobStore) -> None:
+    job_id = new_job(job_store, 4)
+    job_store.record(job_id, "a.jpg", ok=True)
+    job_store.record(job_id, "b.jpg", ok=False, reason={"error": "X"})
+    assert job_store.cancel(job_id)
+    frozen = job_store.get(job_id)
+    assert (frozen.done, frozen.failed, frozen.cancelled, frozen.total) == (1, 1, 2, 4)
+    assert not job_store.record(job_id, "c.jpg", ok=True)  # work in flight: not counted
+    assert not job_store.cancel(job_id)  # a second cancel changes nothing
+    job_store.fail(job_id, "listing broke")  # nor does a later failure
+    assert job_store.get(job_id) == frozen
+    assert frozen.to_json()["cancelled"] == 2
+
+
+def test_a_done_job_cannot_be_cancelled(job_store: JobStore) -> None:
+    job_id = new_job(job_store, 1)
+    job_store.finish_listing(job_id)
+    assert job_store.record(job_id, "a.jpg", ok=True)
+    assert not job_store.cancel(job_id)
+    record = job_store.get(job_id)
+    assert (record.status, record.cancelled) == (JobStatus.DONE, 0)
+
+
 def test_unknown_job_is_a_precise_error(job_store: JobStore) -> None:
     with pytest.raises(JobNotFound, match=r"no job 'nope'.*framefleet jobs"):
         job_store.get("nope")

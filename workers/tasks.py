@@ -82,7 +82,8 @@ def _decode(cls: type[J], message: Any) -> J | None:
 
 def _cancelled(job: Message) -> bool:
     try:
-        return runtime.current().jobs.status(job.job_id) is JobStatus.CANCELLED
+        # A stopped job (cancelled, or failed as a whole) is final: its remaining work is skipped.
+        return runtime.current().jobs.status(job.job_id) in (JobStatus.CANCELLED, JobStatus.FAILED)
     except JobNotFound:
         log.error("dropped %s of unknown job %s (deleted, or another Redis)", job.kind, job.job_id)
         return True

@@ -1,5 +1,5 @@
-"""Build the worker's Celery app: tasks registered, networks loaded after the fork, and a sweeper
-of expired leases in the main process."""
+"""Build the worker's Celery app: tasks registered, networks loaded after the fork, and in the
+main process a sweeper of expired leases and a heartbeat in the live-worker registry."""
 
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ from celery.signals import (
     worker_shutdown,
 )
 
+from framefleet.core.jobstate import JobStore
+from framefleet.core.presence import Presence
 from framefleet.core.settings import Settings
 from framefleet.queue import create_app
 from workers import metrics, runtime, tasks, video_tasks
 from workers.sweeper import Sweeper
+from workers.presence import PresenceBeat
 
 
 def worker_models(settings: Settings) -> tuple[str, ...]:
@@ -65,6 +68,7 @@ def build_app(settings: Settings) -> Celery:
     video_tasks.register(app)
     runtime.configure(settings, models)
     sweepers: list[Sweeper] = []
+    beats: list[PresenceBeat] = []
 
     def _init(**_: Any) -> None:
         runtime.init_process(settings, models)
@@ -75,13 +79,23 @@ def build_app(settings: Settings) -> Celery:
         sweeper = Sweeper(app, settings, name=str(getattr(sender, "hostname", "worker")))
         sweeper.start()
         sweepers.append(sweeper)
+        # The queues it really consumes: `celery -A workers.app worker -Q ...` may pick fewer.
+        queues = [q.name for q in sender.task_consumer.queues]
+        presence = Presence(JobStore.from_url(settings.redis_url).client)
+        beat = PresenceBeat(presence, str(sender.hostname), queues)
+        beat.start()
+        beats.append(beat)
 
     def _shutdown(**_: Any) -> None:
         for sweeper in sweepers:
             sweeper.stop()
+        for beat in beats:
+            beat.stop()
 
     # weak=False: the closures have no other reference and would be collected at once.
     worker_process_init.connect(_init, weak=False)
+    worker_ready.connect(_ready, weak=False)
+    worker_shutdown.connect(_shutdown, weak=False)
     if settings.metrics_port:
 
         def _serve(**_: Any) -> None:
@@ -92,6 +106,4 @@ def build_app(settings: Settings) -> Celery:
 
         worker_init.connect(_serve, weak=False)
         worker_process_shutdown.connect(_exit, weak=False)
-    worker_ready.connect(_ready, weak=False)
-    worker_shutdown.connect(_shutdown, weak=False)
     return app

@@ -23,7 +23,7 @@ from framefleet.core.errors import (
 from framefleet.core.settings import Settings
 
 EXIT_OK = 0
-EXIT_ITEMS_FAILED = 1  # the job ran, and some items failed (submit --wait, status)
+EXIT_ITEMS_FAILED = 1  # the job ran, and some items failed or were cancelled (submit --wait)
 EXIT_CONFIG = 3  # bad option, registry file, unknown model or job id
 EXIT_STORAGE = 4  # input or output storage unreachable, missing bucket
 EXIT_BROKER = 5  # Redis unreachable
@@ -46,10 +46,10 @@ Examples:
   framefleet submit s3://photos/2026/ --model yolox-nano --out s3://results/run1/ --wait
   framefleet status 20261122-050000-a1b2c3 --watch
 \b
-Exit codes: 0 ok, 1 some items failed, 3 bad configuration (unknown model or job, no media,
---out inside the input), 4 storage unreachable, 5 Redis unreachable, 6 model files missing
-or invalid, 7 unhealthy (healthcheck), 8 engines disagree (models verify), 130 Ctrl-C
-(detached; the job goes on).
+Exit codes: 0 ok, 1 some items failed or the job was cancelled, 3 bad configuration (unknown
+model or job, no media, --out inside the input, cancel of an ended job), 4 storage
+unreachable, 5 Redis unreachable, 6 model files missing or invalid, 7 unhealthy
+(healthcheck), 8 engines disagree (models verify), 130 Ctrl-C (detached; the job goes on).
 """
 
 F = TypeVar("F", bound=Callable[..., Any])

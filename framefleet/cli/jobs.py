@@ -24,7 +24,7 @@ from framefleet.core.settings import Settings
 @_exits
 def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_report: bool) -> None:
     """Counts, throughput, ETA and failures of JOB_ID."""
-    from framefleet.cli.follow import follow
+    from framefleet.cli.follow import follow, warn_if_no_worker
     from framefleet.core.jobstate import JobStore
     from framefleet.report import write_reports
     from producer.progress import summary_table
@@ -32,7 +32,7 @@ def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_rep
     # --watch rides out a Redis restart (one line per retry) up to --redis-wait; a one-off
     # status fails at once.
     jobs = JobStore.from_url(settings.redis_url, reconnect_s=settings.redis_wait_s if live else 0)
-    record = follow(jobs, job_id) if live else jobs.get(job_id)
+    record = follow(settings, jobs, job_id) if live else jobs.get(job_id)
     if write_report:
         click.echo(f"report: {write_reports(jobs, job_id)}", err=True)
         record = jobs.get(job_id)
@@ -40,6 +40,7 @@ def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_rep
         click.echo(json.dumps(record.to_json(), indent=2))
     else:
         click.echo(summary_table(record, list(jobs.failures(job_id))))
+    warn_if_no_worker(settings, jobs, record)
 
 
 @main.command(epilog=HELP_EPILOG)
@@ -82,8 +83,17 @@ def jobs(settings: Settings, limit: int) -> None:
 @click.pass_obj
 @_exits
 def cancel(settings: Settings, job_id: str) -> None:
-    """Cancel JOB_ID: workers skip its remaining tasks."""
+    """Cancel JOB_ID at once: its counts freeze (done, failed, cancelled), workers skip its
+    remaining tasks, and its summary is written. A job that already ended (done, failed,
+    cancelled) is final: cancel says so and exits 3."""
     from framefleet.core.jobstate import JobStore
+    from framefleet.core.outputs import report_key
+    from framefleet.core.storage import join_uri
+    from framefleet.core.summary import stop_job
 
-    JobStore.from_url(settings.redis_url).cancel(job_id)
-    click.echo(f"cancelled {job_id}")
+    record = stop_job(JobStore.from_url(settings.redis_url), job_id)
+    click.echo(
+        f"cancelled {job_id}: {record.done} done, {record.failed} failed, "
+        f"{record.cancelled} cancelled; summary in "
+        f"{join_uri(record.output_uri, report_key('summary.json'))}"
+    )

@@ -107,8 +107,8 @@ def submit(
 ) -> None:
     """Submit every image and video under INPUT_URI (folder, file:// or s3:// prefix), or the
     one image or video INPUT_URI names. --out must not lie inside the input."""
-    from framefleet.cli.follow import follow
-    from framefleet.core.jobstate import JobStore
+    from framefleet.cli.follow import follow, warn_if_no_worker
+    from framefleet.core.jobstate import JobStatus, JobStore
     from framefleet.core.sampling import Sampling
     from framefleet.queue import create_app
     from producer.progress import summary_table
@@ -145,9 +145,15 @@ def submit(
         f" in {result.messages} tasks, skipped {result.skipped} non-media keys",
         err=True,
     )
-    if wait and result.job_id:
-        # A Redis restart while waiting is ridden out (one line per retry), up to --redis-wait.
-        jobs = JobStore.from_url(settings.redis_url, reconnect_s=settings.redis_wait_s)
-        record = follow(jobs, result.job_id)
-        click.echo(summary_table(record, list(jobs.failures(result.job_id))))
-        sys.exit(EXIT_ITEMS_FAILED if record.failed else EXIT_OK)
+    if result.job_id is None:
+        return
+    # A Redis restart while waiting is ridden out (one line per retry), up to --redis-wait.
+    jobs = JobStore.from_url(settings.redis_url, reconnect_s=settings.redis_wait_s if wait else 0)
+    if not wait:
+        warn_if_no_worker(settings, jobs, jobs.get(result.job_id))
+        return
+    record = follow(settings, jobs, result.job_id)  # warns itself while no worker is live
+    click.echo(summary_table(record, list(jobs.failures(result.job_id))))
+    # 1 too for a job stopped early (cancelled): not every item got its outcome.
+    done = record.status is JobStatus.DONE and not record.failed
+    sys.exit(EXIT_OK if done else EXIT_ITEMS_FAILED)

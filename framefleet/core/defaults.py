@@ -130,3 +130,7 @@ VIDEO_CRF = 23
 
 VIDEO_PRESET = "veryfast"
 """x264 preset of annotated videos: speed against file size at the same quality."""
+
+PRESENCE_TTL_S = 30
+"""Seconds a worker stays listed as live after its last heartbeat; it beats every third of this,
+so a killed worker drops out of `framefleet status` and submit's warnings within this time."""

@@ -34,7 +34,8 @@ MAX_VIDEOS = 1000
 
 
 class JobStatus(StrEnum):
-    """Life of a job: listing -> running -> done; failed (could not list); cancelled."""
+    """Life of a job: listing -> running -> done, or stopped early: failed (the job as a whole
+    could not go on) or cancelled (by a person). Done, failed and cancelled are final."""
 
     LISTING = "listing"
     RUNNING = "running"
@@ -105,6 +106,13 @@ class JobRecord:
     """Per-video segment progress, for jobs whose videos are split into segments (else empty)."""
 
     @property
+    def cancelled(self) -> int:
+        """Items that never got an outcome because the job was stopped (cancelled, or failed as a
+        whole); 0 while the job runs. done + failed + cancelled == total once it is stopped."""
+        stopped = self.status in (JobStatus.CANCELLED, JobStatus.FAILED)
+        return max(0, self.total - self.processed) if stopped else 0
+
+    @property
     def processed(self) -> int:
         """Items with a final outcome, success or failure."""
         return self.done + self.failed
@@ -149,6 +157,7 @@ class JobRecord:
             "total": self.total,
             "done": self.done,
             "failed": self.failed,
+            "cancelled": self.cancelled,
             "listed": self.listed,
             "created_at": self.created_at,
             "started_at": self.started_at,
@@ -187,7 +196,10 @@ _RECORD = (
     _COMPLETE
     + """
 -- KEYS: job done failed classes finished   ARGV: item ok reason classes_json now frames
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+-- A stopped job is final: outcomes of work still in flight when it stopped are not counted.
+if status == 'cancelled' or status == 'failed' then return 0 end
 if ARGV[2] == '1' then
   if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
     redis.call('HDEL', KEYS[3], ARGV[1])
@@ -225,6 +237,19 @@ end
 """
 
 
+# Stops a job that has not ended; 1 if this call stopped it, 0 if it had ended, -1 if no such job.
+_STOP = """
+-- KEYS: job finished   ARGV: status error now
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+if status == 'done' or status == 'failed' or status == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[3])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[2]) end
+redis.call('RPUSH', KEYS[2], 'finished')  -- wakes every wait_for_change
+return 1
+"""
+
+
 class JobStore:
     """Reads and writes job state in Redis.
 
@@ -250,6 +275,7 @@ class JobStore:
         self._record = client.register_script(_RECORD)
         self._finish = client.register_script(_FINISH_LISTING)
         self._add = client.register_script(_ADD_ITEMS)
+        self._stop = client.register_script(_STOP)
 
     @classmethod
     def from_url(
@@ -333,26 +359,35 @@ class JobStore:
     def _finished_key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:finished"
 
-    def _end(self, job_id: str, fields: dict[str, str | float]) -> None:
-        """Set ``fields`` (a final status) and wake the waiters, in one transaction."""
-        fields["finished_at"] = time.time()
+    def stop(self, job_id: str, status: JobStatus, error: str = "") -> bool:
+        """End a job that has not ended, as ``status`` (cancelled or failed), at once.
 
-        def write() -> Any:  # built per attempt: a failed pipeline is emptied
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hset(self._keys(job_id)[0], mapping=fields)  # type: ignore[arg-type]
-            pipe.rpush(self._finished_key(job_id), FINISHED_TOKEN)
-            return pipe.execute()
+        Its counts freeze: outcomes recorded later (work in flight) are not counted, workers
+        skip its remaining messages, and the items without an outcome count as `cancelled`.
+        A job that already ended (done, failed, cancelled) is final and left as it is.
 
-        self._call(write)
+        Returns:
+            True if this call stopped the job; False if it had already ended.
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        result = self._call(
+            self._stop,
+            keys=[self._keys(job_id)[0], self._finished_key(job_id)],
+            args=[status.value, error, time.time()],
+        )
+        if result == -1:
+            raise JobNotFound(f"no job {job_id!r} in Redis at {_describe(self.client)}")
+        return bool(result)
 
     def fail(self, job_id: str, error: str) -> None:
-        """Mark the whole job failed (e.g. its input could not be listed)."""
-        self._end(job_id, {"status": JobStatus.FAILED.value, "error": error})
+        """Mark the whole job failed (e.g. its input could not be listed), unless it ended."""
+        self.stop(job_id, JobStatus.FAILED, error)
 
-    def cancel(self, job_id: str) -> None:
-        """Mark the job cancelled: workers skip its remaining items."""
-        self.get(job_id)
-        self._end(job_id, {"status": JobStatus.CANCELLED.value})
+    def cancel(self, job_id: str) -> bool:
+        """Cancel the job (see `stop`); True if this call cancelled it."""
+        return self.stop(job_id, JobStatus.CANCELLED)
 
     def wait_for_change(self, job_id: str, timeout_s: float) -> bool:
         """Block until the job is finished (done, failed or cancelled) or ``timeout_s`` passes;

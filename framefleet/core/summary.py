@@ -3,14 +3,16 @@
 ``_framefleet/summary.json`` is the job record (counts, timings, classes); ``failures.jsonl`` has
 one JSON object per failed item: ``{"item", "error", "message", "worker"}``, sorted by item.
 Whoever completes the job writes them (exactly one caller learns that it did); rewriting them is
-harmless, so `framefleet status --write-report` can redo it.
+harmless, so `framefleet status --write-report` can redo it. A job stopped early (`stop_job`: a
+cancel, or a reason to give up on the whole job) gets the same report, at once.
 """
 
 from __future__ import annotations
 
 import json
 
-from framefleet.core.jobstate import JobRecord, JobStore
+from framefleet.core.errors import JobFinished
+from framefleet.core.jobstate import JobRecord, JobStatus, JobStore
 from framefleet.core.outputs import report_key
 from framefleet.core.storage import open_storage
 
@@ -24,3 +26,26 @@ def write_report(jobs: JobStore, job_id: str) -> JobRecord:
     dst.write_bytes(report_key("failures.jsonl"), lines.encode())
     dst.write_bytes(report_key("summary.json"), json.dumps(record.to_json(), indent=2).encode())
     return record
+
+
+def stop_job(
+    jobs: JobStore, job_id: str, status: JobStatus = JobStatus.CANCELLED, error: str = ""
+) -> JobRecord:
+    """Stop a job that has not ended (see `JobStore.stop`) and write its final report.
+
+    Every way of ending a job early (`framefleet cancel`, a job given up on) goes through here,
+    so a stopped job always has exact, frozen counts (done, failed, cancelled) and its summary.
+
+    Raises:
+        JobFinished: the job had already ended; it is left as it was.
+        JobNotFound: no such job.
+        StorageError: the job is stopped, but its report could not be written.
+    """
+    if not jobs.stop(job_id, status, error):
+        record = jobs.get(job_id)
+        raise JobFinished(
+            f"job {job_id} already ended ({record.status.value}: {record.done} done, "
+            f"{record.failed} failed, {record.cancelled} cancelled); a finished job is final, "
+            "there is nothing to cancel"
+        )
+    return write_report(jobs, job_id)
