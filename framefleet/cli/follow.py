@@ -57,7 +57,7 @@ def follow(settings: Settings, jobs: JobStore, job_id: str) -> JobRecord:
 
     def wait(interval_s: float) -> None:
         nonlocal next_check, last_warning
-        time.sleep(interval_s)
+        jobs.wait_for_change(job_id, interval_s)  # returns at once when the job finishes
         now = time.monotonic()
         if now < next_check:
             return
