@@ -1,13 +1,24 @@
-"""Draw `Detections` on an image: boxes with captions, landmarks, masks, classification lists.
+"""Draw `Detections` on an image: small one-method annotators, composed by the model's task.
+
+Each annotator draws one thing (masks, boxes, landmarks, captions, a class list) and
+`annotators_for` picks them by the registry task, never by guessing from box geometry:
+
+    detection       boxes, then captions
+    faces           boxes, landmarks, then captions
+    segmentation    translucent masks, boxes, then captions
+    classification  the top classes listed at the top-left (no frame around the picture)
 
 One colour per class id from a fixed palette, so a class looks the same on every image and in
-every run. Rows whose box is the whole image and that have no mask are classification results;
-they are listed as text at the top-left instead of being drawn as a frame around the picture.
+every run. Line width and text size follow the image size (`Style.for_image`). Captions never
+cover each other: each takes the first free place of above the box, inside its top, below it,
+inside its bottom, and is otherwise stacked below the last caption in its way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -17,6 +28,7 @@ from framefleet.core.results import Detections
 from framefleet.inference.models.base import Image
 
 Color = tuple[int, int, int]
+Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels, x2/y2 exclusive
 
 PALETTE: tuple[Color, ...] = (
     (56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207),
@@ -24,7 +36,10 @@ PALETTE: tuple[Color, ...] = (
     (168, 153, 44), (255, 194, 0), (147, 69, 52), (255, 115, 100), (236, 24, 0),
     (255, 56, 132), (133, 0, 82), (255, 56, 203), (200, 149, 255), (199, 55, 255),
 )  # fmt: skip
-"""BGR colours, indexed by ``class_id % len(PALETTE)``."""
+"""BGR colours; `color_of` maps class ids onto them."""
+
+PALETTE_STRIDE = 7
+"""Step through the palette between consecutive class ids (coprime with its 20 colours)."""
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 MASK_ALPHA = 0.45
@@ -32,55 +47,178 @@ MASK_ALPHA = 0.45
 
 
 def color_of(class_id: int) -> Color:
-    """The palette colour of ``class_id`` (BGR)."""
-    return PALETTE[class_id % len(PALETTE)]
+    """The palette colour of ``class_id`` (BGR).
+
+    Ids are spread over the palette by a stride coprime with its length, so neighbouring ids
+    (COCO's horse 17, sheep 18, cow 19) get far-apart colours, and every colour is still used.
+    """
+    return PALETTE[(class_id * PALETTE_STRIDE) % len(PALETTE)]
 
 
-def annotate(image: Image, detections: Detections, labels: Sequence[str] | None = None) -> Image:
-    """A copy of ``image`` with ``detections`` drawn on it; ``image`` is not modified.
+def ink_on(color: Color) -> Color:
+    """Black text on light colours, white on dark ones (ITU-R BT.601 luma of BGR)."""
+    luma = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
+    return (0, 0, 0) if luma > 140 else (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class Style:
+    """Sizes for one image, so lines and captions read the same on a thumbnail and a 4K frame.
+
+    Attributes:
+        line: box line width, pixels (at least 2: a 1-pixel pastel box is hard to see).
+        font_scale: OpenCV font scale of captions. text: stroke width of caption text, pixels.
+    """
+
+    line: int
+    font_scale: float
+    text: int
+
+    @classmethod
+    def for_image(cls, height: int, width: int) -> Style:
+        """The style for an image of ``height`` × ``width`` pixels."""
+        side = min(height, width)
+        font_scale = min(3.0, max(0.4, side / 800))
+        return cls(
+            line=max(2, round(side / 300)),
+            font_scale=font_scale,
+            text=max(1, round(font_scale * 1.6)),
+        )
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What every annotator gets: the image to draw on (in place), the rows, and how to draw."""
+
+    image: Image
+    detections: Detections
+    captions: list[str]
+    style: Style
+
+    @classmethod
+    def of(cls, image: Image, detections: Detections, labels: Sequence[str] | None = None) -> Scene:
+        """A scene drawing on ``image`` itself: captions "name score", the image's style."""
+        names = _names(detections, labels)
+        captions = [f"{n} {c:.2f}" for n, c in zip(names, detections.confidence, strict=True)]
+        return cls(image, detections, captions, Style.for_image(*image.shape[:2]))
+
+
+class Annotator(Protocol):
+    """One thing drawn on a scene; `annotate` composes them."""
+
+    def draw(self, scene: Scene) -> None:
+        """Draw on ``scene.image`` in place."""
+
+
+class MaskAnnotator:
+    """Masks as a translucent overlay in the class colour."""
+
+    def draw(self, scene: Scene) -> None:
+        d = scene.detections
+        if d.mask is None or not len(d):
+            return
+        layer = scene.image.copy()
+        for mask, cid in zip(d.mask, d.class_id, strict=True):
+            layer[mask] = color_of(int(cid))
+        cv2.addWeighted(layer, MASK_ALPHA, scene.image, 1 - MASK_ALPHA, 0, dst=scene.image)
+
+
+class BoxAnnotator:
+    """Box outlines in the class colour."""
+
+    def draw(self, scene: Scene) -> None:
+        for box, cid in zip(scene.detections.xyxy, scene.detections.class_id, strict=True):
+            x1, y1, x2, y2 = _ints(box)
+            cv2.rectangle(scene.image, (x1, y1), (x2, y2), color_of(int(cid)), scene.style.line)
+
+
+class LandmarkAnnotator:
+    """Landmarks (faces: eyes, nose, mouth corners) as filled dots."""
+
+    def draw(self, scene: Scene) -> None:
+        d = scene.detections
+        if d.landmarks is None:
+            return
+        radius = scene.style.line + 1
+        for points, cid in zip(d.landmarks, d.class_id, strict=True):
+            for lx, ly in points:
+                center = (round(float(lx)), round(float(ly)))
+                cv2.circle(scene.image, center, radius, color_of(int(cid)), -1)
+
+
+class LabelAnnotator:
+    """A caption per box (name and score) on a filled class-colour tag; tags never overlap.
+
+    Rows are placed by descending confidence, so the best detection gets the best place.
+    """
+
+    def layout(self, scene: Scene) -> list[Rect]:
+        """The tag rectangle of each row (x1, y1, x2, y2; exclusive ends), in row order."""
+        d = scene.detections
+        h, w = scene.image.shape[:2]
+        rects: dict[int, Rect] = {}
+        for i in np.argsort(-d.confidence, kind="stable").tolist():
+            size = _tag_size(scene.captions[i], scene.style)
+            rects[i] = _place(_ints(d.xyxy[i]), size, list(rects.values()), w, h)
+        return [rects[i] for i in range(len(d))]
+
+    def draw(self, scene: Scene) -> None:
+        for i, rect in enumerate(self.layout(scene)):
+            color = color_of(int(scene.detections.class_id[i]))
+            _tag(scene.image, scene.captions[i], rect, color, scene.style)
+
+
+class ClassListAnnotator:
+    """Classification: the top classes listed at the top-left, best first."""
+
+    def draw(self, scene: Scene) -> None:
+        top = 0
+        for i in np.argsort(-scene.detections.confidence, kind="stable").tolist():
+            tw, th = _tag_size(scene.captions[i], scene.style)
+            color = color_of(int(scene.detections.class_id[i]))
+            _tag(scene.image, scene.captions[i], (0, top, tw, top + th), color, scene.style)
+            top += th
+
+
+_BY_TASK: dict[str, tuple[Annotator, ...]] = {
+    "detection": (BoxAnnotator(), LabelAnnotator()),
+    "faces": (BoxAnnotator(), LandmarkAnnotator(), LabelAnnotator()),
+    "segmentation": (MaskAnnotator(), BoxAnnotator(), LabelAnnotator()),
+    "classification": (ClassListAnnotator(),),
+}
+
+
+def annotators_for(task: str) -> tuple[Annotator, ...]:
+    """The annotators of a registry task (detection, faces, segmentation, classification)."""
+    return _BY_TASK.get(task, _BY_TASK["detection"])
+
+
+def annotate(
+    image: Image,
+    detections: Detections,
+    labels: Sequence[str] | None = None,
+    task: str = "detection",
+) -> Image:
+    """A copy of ``image`` with ``detections`` drawn on it the way ``task`` calls for.
 
     Args:
-        image: H×W×3 uint8 BGR image.
+        image: H×W×3 uint8 BGR image; not modified.
         detections: rows to draw, in ``image``'s pixels.
         labels: class names by id, used when ``detections.data`` has no ``class_name``.
+        task: the model's registry task; it picks the annotators (`annotators_for`).
 
     Returns:
         The annotated H×W×3 uint8 BGR image.
 
     Example:
-        >>> out = annotate(image, adapter(image))
+        >>> out = annotate(image, model(image), task=model.spec.task)
         >>> out.shape == image.shape
         True
     """
-    out = image.copy()
-    h, w = out.shape[:2]
-    # Sizes follow the image, so captions stay legible on 4K frames and small on thumbnails.
-    scale = max(0.4, min(h, w) / 900)
-    thickness = max(1, round(min(h, w) / 400))
-    names = _names(detections, labels)
-    captions = [f"{n} {c:.2f}" for n, c in zip(names, detections.confidence, strict=True)]
-    if detections.mask is not None and len(detections):
-        layer = out.copy()
-        for mask, cid in zip(detections.mask, detections.class_id, strict=True):
-            layer[mask] = color_of(int(cid))
-        out = np.asarray(cv2.addWeighted(layer, MASK_ALPHA, out, 1 - MASK_ALPHA, 0), np.uint8)
-    listed: list[int] = []
-    for i, (box, cid) in enumerate(zip(detections.xyxy, detections.class_id, strict=True)):
-        if detections.mask is None and _is_whole_image(box, w, h):
-            listed.append(i)
-            continue
-        x1, y1, x2, y2 = (round(float(v)) for v in box)
-        color = color_of(int(cid))
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
-        _caption(out, captions[i], (x1, y1), color, scale)
-        if detections.landmarks is not None:
-            for lx, ly in detections.landmarks[i]:
-                cv2.circle(out, (round(float(lx)), round(float(ly))), thickness + 1, color, -1)
-    top = 0
-    for i in listed:
-        color = color_of(int(detections.class_id[i]))
-        top += _caption(out, captions[i], (0, top), color, scale, below=True)
-    return out
+    scene = Scene.of(image.copy(), detections, labels)
+    for annotator in annotators_for(task):
+        annotator.draw(scene)
+    return scene.image
 
 
 def _names(detections: Detections, labels: Sequence[str] | None) -> list[str]:
@@ -92,26 +230,58 @@ def _names(detections: Detections, labels: Sequence[str] | None) -> list[str]:
     ]
 
 
-def _is_whole_image(box: npt.NDArray[np.float32], w: int, h: int) -> bool:
-    return bool(np.allclose(box, [0, 0, w, h], atol=1.0))
+def _ints(box: npt.NDArray[np.float32]) -> Rect:
+    x1, y1, x2, y2 = (round(float(v)) for v in box)
+    return x1, y1, x2, y2
 
 
-def _caption(
-    out: Image, text: str, xy: tuple[int, int], color: Color, scale: float, below: bool = False
-) -> int:
-    """Draw ``text`` on a filled ``color`` box at ``xy``; returns the box height.
+def _tag_size(text: str, style: Style) -> tuple[int, int]:
+    (tw, th), base = cv2.getTextSize(text, FONT, style.font_scale, style.text)
+    pad = max(2, style.text + 1)
+    return tw + 2 * pad, th + base + 2 * pad
 
-    The box sits above ``xy`` (on top of a detection box) unless that would leave the image or
-    ``below`` is set, in which case it hangs below ``xy``.
-    """
-    thick = max(1, round(scale * 1.5))
-    (tw, th), base = cv2.getTextSize(text, FONT, scale, thick)
-    box_h = th + base + 4
-    x, y = xy
-    top = y if below or y - box_h < 0 else y - box_h
-    cv2.rectangle(out, (x, top), (x + tw + 4, top + box_h), color, -1)
-    # Dark text on light colours, light text on dark ones (ITU-R BT.601 luma of BGR).
-    luma = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
-    ink = (0, 0, 0) if luma > 140 else (255, 255, 255)
-    cv2.putText(out, text, (x + 2, top + th + 2), FONT, scale, ink, thick, cv2.LINE_AA)
-    return box_h
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _place(box: Rect, size: tuple[int, int], placed: list[Rect], w: int, h: int) -> Rect:
+    """Where the tag of ``box`` goes: the first free candidate, else stacked below the tags in
+    its way (above them when the image ends first)."""
+    tw, th = size
+    x = min(max(0, box[0]), max(0, w - tw))
+
+    def at(top: int) -> Rect:
+        top = min(max(0, top), max(0, h - th))
+        return x, top, x + tw, top + th
+
+    # above the box, inside its top, below it, inside its bottom
+    candidates = [at(box[1] - th), at(box[1]), at(box[3]), at(box[3] - th)]
+    for rect in candidates:
+        if not any(_overlaps(rect, other) for other in placed):
+            return rect
+    for down in (True, False):
+        stacked = _stack(candidates[0], placed, th, h, down)
+        if stacked is not None:
+            return stacked
+    return candidates[0]  # no free place in the whole column: overlapping beats vanishing
+
+
+def _stack(rect: Rect, placed: list[Rect], th: int, h: int, down: bool) -> Rect | None:
+    """Move ``rect`` past the tags it overlaps, down (or up) until it is free; None if it would
+    leave the image."""
+    while blockers := [o for o in placed if _overlaps(rect, o)]:
+        top = max(o[3] for o in blockers) if down else min(o[1] for o in blockers) - th
+        if top < 0 or top + th > h:
+            return None
+        rect = (rect[0], top, rect[2], top + th)
+    return rect
+
+
+def _tag(image: Image, text: str, rect: Rect, color: Color, style: Style) -> None:
+    x1, y1, x2, y2 = rect
+    cv2.rectangle(image, (x1, y1), (x2 - 1, y2 - 1), color, -1)
+    th = cv2.getTextSize(text, FONT, style.font_scale, style.text)[0][1]
+    pad = max(2, style.text + 1)
+    origin = (x1 + pad, y1 + pad + th)
+    cv2.putText(image, text, origin, FONT, style.font_scale, ink_on(color), style.text, cv2.LINE_AA)

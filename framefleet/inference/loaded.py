@@ -86,7 +86,7 @@ class LoadedModel:
 
     def annotate(self, image: Image, detections: Detections) -> Image:
         """A copy of ``image`` with ``detections`` drawn on it (boxes, labels, landmarks, masks)."""
-        return annotate(image, detections, self.adapter.labels)
+        return annotate(image, detections, self.adapter.labels, task=self.spec.task)
 
 
 def load_model(
