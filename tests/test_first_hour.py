@@ -112,7 +112,7 @@ def test_jobs_and_models_tables(settings: Settings, tmp_path: Path) -> None:
     lines = {line.split()[0].lstrip("*"): line for line in models.stdout.splitlines()[2:]}
     assert "verified" in lines["yunet"]  # the shared model files, sha256 checked
     other = run_cli(settings, "--model-dir", str(tmp_path / "empty-models"), "models").stdout
-    assert "missing (downloads on first use)" in other  # nothing there, nothing downloaded
+    assert "missing detection/yolox_nano_416.onnx (downloads on first use)" in other  # nothing there, nothing downloaded
     assert not (tmp_path / "empty-models").exists()
 
 

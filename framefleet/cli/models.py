@@ -17,8 +17,8 @@ def files_state(store: ModelStore, spec: ModelSpec) -> str:
     specs = [*spec.files.values(), *([spec.labels] if spec.labels else [])]
     missing = [f for f in specs if not (store.model_dir / f.path).is_file()]
     if missing:
-        fetchable = all(f.url for f in missing)
-        return "missing (downloads on first use)" if fetchable else "missing (no URL: copy it)"
+        how = "downloads on first use" if all(f.url for f in missing) else "no URL: copy it there"
+        return f"missing {missing[0].path} ({how})"
     try:
         for f in specs:
             store.digest(f)

@@ -6,24 +6,16 @@ For an input ``photos/a.jpg`` under the input root, the outputs under ``--out`` 
     photos/a.jpg.json       the result document (schema below)
     _framefleet/summary.json, _framefleet/failures.jsonl   written once, when the job completes
 
+The document is always the input's key plus ``.json``; the annotated copy keeps the input's key
+when framefleet writes that format (every image format it reads, and ``.mp4``), otherwise the
+suffix of what it writes is added (``clips/b.gif`` gives ``clips/b.gif.mp4``).
 A video ``clips/b.mkv`` gives ``clips/b.mkv.mp4`` (annotated, H.264), ``clips/b.mkv.json`` (its
 document and summary) and ``clips/b.mkv.frames.jsonl`` (one sampled frame a line, in frame order);
 an ``.mp4`` input keeps its name. While a video job runs, each segment writes its part under
 ``_framefleet/parts/<job>/<item>/<segment>.{mp4,jsonl}``; the merge deletes them once it has
 published the whole video.
 
-Result document (``schema`` = `framefleet.core.results.SCHEMA_VERSION`)::
-
-    {"schema": 1, "kind": "image" | "video",
-     "source": "s3://bucket/photos/a.jpg",
-     "model": {"name": "yolox-nano", "task": "detection", "sha256": "…", "engine": "cv2.dnn"},
-     "image": {"width": 768, "height": 576},                 # kind image
-     "results": {…Detections JSON…},                          # kind image
-     "video": {"width", "height", "fps", "frames"},          # kind video
-     "frames": [{"frame": 0, "results": {…}}, …],            # kind video
-     "timings_ms": {"read": …, "decode": …, "preprocess": …, "infer": …, "postprocess": …,
-                    "annotate": …, "write": …},
-     "worker": "hostname:pid", "created_at": 1790000000.0}
+The result documents themselves (image and video) are `framefleet.core.documents`.
 """
 
 from __future__ import annotations
