@@ -73,7 +73,9 @@ def fresh_clone(tmp: Path) -> Path:
     return clone
 
 
-def run_block(tmp: Path, redis_url: str, install: bool) -> subprocess.CompletedProcess[str]:
+def run_block(
+    tmp: Path, redis_url: str, install: bool, timeout_s: float = 280
+) -> subprocess.CompletedProcess[str]:
     block = own_data_block()
     assert README_REDIS in block
     lines = block.replace(README_REDIS, f"FRAMEFLEET_REDIS_URL={redis_url}").splitlines()
@@ -96,7 +98,7 @@ def run_block(tmp: Path, redis_url: str, install: bool) -> subprocess.CompletedP
         start_new_session=True,
     )
     try:
-        out, _ = proc.communicate(timeout=280)
+        out, _ = proc.communicate(timeout=timeout_s)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -145,8 +147,9 @@ def test_readme_own_data_block_runs_as_written(redis_url: str, tmp_path: Path) -
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_readme_own_data_block_with_its_install_lines(redis_url: str, tmp_path: Path) -> None:
-    result = run_block(tmp_path, redis_url, install=True)
+    result = run_block(tmp_path, redis_url, install=True, timeout_s=880)
     check_outcome(result, tmp_path / "clone")
     assert (tmp_path / "clone" / ".venv" / "bin" / "framefleet").is_file()
 
