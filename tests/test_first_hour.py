@@ -245,6 +245,8 @@ def test_with_a_real_worker_single_file_cancel_and_no_live_worker(
     assert first["done"] >= 1
     assert first["cancelled"] >= 1
     assert first["done"] + first["failed"] + first["cancelled"] == first["total"] == total
+    assert "report.html" in cancel.stderr
+    assert (tmp_path / "m" / "_framefleet" / "report.html").is_file()
     summary = json.loads((tmp_path / "m" / "_framefleet" / "summary.json").read_text())
     assert (summary["status"], summary["done"], summary["cancelled"]) == ("cancelled", first["done"], first["cancelled"])
     text = run_cli(settings, "status", job_id).stdout

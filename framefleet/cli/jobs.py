@@ -84,16 +84,25 @@ def jobs(settings: Settings, limit: int) -> None:
 @_exits
 def cancel(settings: Settings, job_id: str) -> None:
     """Cancel JOB_ID at once: its counts freeze (done, failed, cancelled), workers skip its
-    remaining tasks, and its summary is written. A job that already ended (done, failed,
-    cancelled) is final: cancel says so and exits 3."""
+    remaining tasks, and its summary and report are written. A job that already ended (done,
+    failed, cancelled) is final: cancel says so and exits 3."""
+    from framefleet.core.errors import PipelineError
     from framefleet.core.jobstate import JobStore
     from framefleet.core.outputs import report_key
     from framefleet.core.storage import join_uri
     from framefleet.core.summary import stop_job
+    from framefleet.report import write_reports
 
-    record = stop_job(JobStore.from_url(settings.redis_url), job_id)
+    jobs = JobStore.from_url(settings.redis_url)
+    record = stop_job(jobs, job_id)  # the summary is written before anything can go wrong
     click.echo(
         f"cancelled {job_id}: {record.done} done, {record.failed} failed, "
         f"{record.cancelled} cancelled; summary in "
         f"{join_uri(record.output_uri, report_key('summary.json'))}"
     )
+    try:
+        click.echo(f"report: {write_reports(jobs, job_id)}", err=True)
+    except PipelineError as exc:
+        click.echo(
+            f"the report page was not written: {exc}; `framefleet report {job_id}`", err=True
+        )
