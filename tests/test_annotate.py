@@ -182,3 +182,9 @@ def test_real_horses_have_readable_separate_captions():
     for rect, cid in zip(rects, detections.class_id.tolist(), strict=True):
         x1, y1 = rect[:2]
         assert tuple(out[y1 + 1, x1 + 1]) == color_of(cid)  # each tag visible in its class colour
+
+
+def test_tracked_rows_name_their_track():
+    d = make_detections([(10, 40, 100, 120), (150, 40, 250, 120)], class_id=[2, 2], data={"class_name": ["car", "car"]})
+    d = d.with_tracker_id(np.array([7, -1]))
+    assert Scene.of(blank(), d).captions == ["car #7 0.90", "car 0.90"]

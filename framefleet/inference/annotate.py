@@ -97,8 +97,12 @@ class Scene:
 
     @classmethod
     def of(cls, image: Image, detections: Detections, labels: Sequence[str] | None = None) -> Scene:
-        """A scene drawing on ``image`` itself: captions "name score", the image's style."""
+        """A scene drawing on ``image`` itself: captions "name score" ("name #track score" for
+        tracked rows), the image's style."""
         names = _names(detections, labels)
+        if detections.tracker_id is not None:  # video: the track, so an object reads the same
+            tracks = detections.tracker_id.tolist()
+            names = [f"{n} #{t}" if t >= 0 else n for n, t in zip(names, tracks, strict=True)]
         captions = [f"{n} {c:.2f}" for n, c in zip(names, detections.confidence, strict=True)]
         return cls(image, detections, captions, Style.for_image(*image.shape[:2]))
 

@@ -30,7 +30,6 @@ from framefleet.core.messages import VideoSegment
 from framefleet.core.outputs import part_key
 from framefleet.core.results import Detections
 from framefleet.core.storage import Storage
-from framefleet.inference.annotate import annotate
 from framefleet.inference.loaded import LoadedModel
 from framefleet.inference.models.base import Image
 from framefleet.inference.pipeline import ItemResult, Stopwatch, class_counts, failure, worker_id
@@ -136,5 +135,5 @@ def _run(
                 )
                 out.write(json.dumps(line.to_json()) + "\n")
             if owned:
-                writer.write(annotate(frame.image, held, model.adapter.labels))
+                writer.write(model.annotate(frame.image, held))  # annotators by task
     return inferred, classes
