@@ -8,7 +8,6 @@ No OpenCV here: the producer only lists, counts and sends.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -41,9 +40,6 @@ def chunks(values: Iterable[T], size: int) -> Iterator[list[T]]:
     it = iter(values)
     while chunk := list(islice(it, size)):
         yield chunk
-
-STOP_CHECK_S = 1.0
-"""Seconds between checks, while listing, that the job was not cancelled meanwhile."""
 
 
 @dataclass(frozen=True)
@@ -202,8 +198,7 @@ def submit(
     job_id = jobs.create(src.uri, dst.uri, model, params=params)
     on_created(job_id)
     items = sent = 0
-    stopped = False
-    next_check = time.monotonic() + STOP_CHECK_S
+    ended_early = False
     listed = messages(
         job_id,
         src,
@@ -217,11 +212,6 @@ def submit(
     )
     try:
         for chunk in chunks(listed, SEND_CHUNK):
-            if time.monotonic() > next_check:  # cancelled while listing: stop enqueueing
-                stopped = jobs.status(job_id) in (JobStatus.CANCELLED, JobStatus.FAILED)
-                if stopped:
-                    break
-                next_check = time.monotonic() + STOP_CHECK_S
             count = sum(n for _, n in chunk)
             # Before sending: the total never lags the outcomes. Numbered by the chunk's first
             # message, so a call repeated after a dropped connection counts the chunk once.
@@ -230,13 +220,14 @@ def submit(
             items += count
             sent += len(chunk)
             if stopped(jobs, job_id):  # one round trip per chunk
+                ended_early = True
                 break
     except PipelineError as exc:
         jobs.fail(job_id, f"listing stopped after {items} items: {exc}")
         raise
     # Complete already (every task finished, or nothing to do), or stopped while listing: the
     # report is (re)written with the final total.
-    if jobs.finish_listing(job_id) or stopped:
+    if jobs.finish_listing(job_id) or ended_early:
         write_reports(jobs, job_id)
     log.info("job %s: %d items in %d messages, %d skipped", job_id, items, sent, skipped)
     return Submission(job_id=job_id, items=items, skipped=skipped, messages=sent)

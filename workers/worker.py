@@ -21,8 +21,8 @@ from framefleet.core.presence import Presence
 from framefleet.core.settings import Settings
 from framefleet.queue import create_app
 from workers import metrics, runtime, tasks, video_tasks
-from workers.sweeper import Sweeper
 from workers.presence import PresenceBeat
+from workers.sweeper import Sweeper
 
 
 def worker_models(settings: Settings) -> tuple[str, ...]:
