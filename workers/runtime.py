@@ -7,6 +7,8 @@ sent in every prefork child and in the solo pool). Networks are never loaded in 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from framefleet.core.modelstore import ModelStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 from framefleet.inference.loaded import ModelCache
-from framefleet.inference.pipeline import worker_id
+from framefleet.inference.pipeline import IoThreads, worker_id
 from workers.observers import Observers
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class WorkerRuntime:
     heartbeat: Heartbeat
     control: JobControl
     observers: Observers = field(default_factory=Observers)
+    io: IoThreads = field(default_factory=IoThreads)  # made after the fork, like everything here
     _storages: dict[str, Storage] = field(default_factory=dict)
 
     def storage(self, uri: str) -> Storage:
@@ -61,6 +64,19 @@ def cv_threads(settings: Settings) -> int:
     return settings.cv_threads or max(1, (os.cpu_count() or 1) // settings.concurrency)
 
 
+M_ARENA_MAX = -8
+"""glibc's ``mallopt`` parameter number for the most malloc arenas a process may make."""
+
+
+def _cap_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas in this process. The reader and writer threads (and boto3's)
+    would otherwise each get an arena of their own (up to 8 per core), where freed image
+    buffers stay mapped and a long-running worker's RSS creeps up. Elsewhere than glibc this
+    does nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
+
+
 def init_process(settings: Settings, models: tuple[str, ...]) -> WorkerRuntime:
     """Build this process's runtime and load ``models``.
 
@@ -71,6 +87,7 @@ def init_process(settings: Settings, models: tuple[str, ...]) -> WorkerRuntime:
     """
     global _runtime, _pending
     _pending = (settings, models)
+    _cap_malloc_arenas()
     threads = cv_threads(settings)
     cv2.setNumThreads(threads)
     registry = ModelCache(

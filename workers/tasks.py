@@ -56,6 +56,7 @@ def register(app: Celery) -> None:
                     model=lambda: rt.models.get(job.model, job.engine),
                     skip=lambda item: not guard.begin(item),
                     max_pixels=rt.settings.max_pixels,
+                    io=rt.io,
                 )
 
             # The pipeline reads ahead, so a process that dies leaves several items started.

@@ -238,12 +238,50 @@ def process_image(
     return next(run_images([item], src, dst, model, max_pixels))
 
 
+@dataclass
+class IoThreads:
+    """The reader and writer threads that run beside the forward. A worker process keeps one
+    for its life, so every message reuses the same two threads (and their allocator arenas)
+    instead of starting its own; `run_images` makes a temporary one when given none.
+
+    Example:
+        >>> io = IoThreads()
+        >>> results = list(run_images(keys, src, dst, model, io=io))
+        >>> io.close()
+    """
+
+    reader: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="framefleet-read")
+    )
+    writer: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="framefleet-write")
+    )
+
+    def close(self) -> None:
+        """Finish queued work and stop both threads."""
+        self.reader.shutdown()
+        self.writer.shutdown()
+
+
+@contextmanager
+def _threads(io: IoThreads | None) -> Iterator[IoThreads]:
+    if io is not None:
+        yield io
+        return
+    own = IoThreads()
+    try:
+        yield own
+    finally:
+        own.close()
+
+
 def run_images(
     items: Iterable[str],
     src: Storage,
     dst: Storage,
     model: LoadedModel,
     max_pixels: int = defaults.MAX_PIXELS,
+    io: IoThreads | None = None,
 ) -> Iterator[ItemResult]:
     """Process ``items`` with I/O overlapping compute, yielding each result in item order.
 
@@ -261,10 +299,8 @@ def run_images(
     adapter = model.adapter
     step = max(1, adapter.engine.max_batch)
     todo = iter(items)
-    with (
-        ThreadPoolExecutor(1, thread_name_prefix="framefleet-read") as reader,
-        ThreadPoolExecutor(1, thread_name_prefix="framefleet-write") as writer,
-    ):
+    with _threads(io) as threads:
+        reader, writer = threads.reader, threads.writer
         ahead: deque[Future[Prepared]] = deque()
         written: deque[Future[ItemResult]] = deque()
 
@@ -314,8 +350,10 @@ def run_image_batch(
     model: Callable[[], LoadedModel],
     skip: Callable[[str], bool] = lambda item: False,
     max_pixels: int = defaults.MAX_PIXELS,
+    io: IoThreads | None = None,
 ) -> Iterator[ItemResult]:
-    """Process every item of ``job`` that ``skip`` does not exclude, yielding as each finishes.
+    """Process every item of ``job`` that ``skip`` does not exclude, yielding as each finishes
+    (``io``: the process's reader and writer threads, if it keeps them).
 
     ``model`` is called lazily, so a model that fails to load becomes a failure of each item
     (with the loading error as the reason) rather than an exception.
@@ -327,4 +365,4 @@ def run_image_batch(
             yield failure(item, exc)
         return
     todo = (item for item in job.items if not skip(item))
-    yield from run_images(todo, src, dst, loaded, max_pixels)
+    yield from run_images(todo, src, dst, loaded, max_pixels, io)
