@@ -16,6 +16,7 @@ import pytest
 from fleet import Fleet, wait_for_job
 from helpers import MODEL_DIR, iou
 from kombu import Connection
+from test_e2e import run_cli
 
 from framefleet.core.jobstate import JobRecord, JobStore
 from framefleet.core.messages import ImageBatch
@@ -244,3 +245,14 @@ def test_stored_exif_pixels_lie_on_their_side() -> None:
     data = np.frombuffer(badmedia.exif_rotated_jpeg(), np.uint8)
     stored = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     assert stored.shape[:2] == (768, 576)
+
+
+def test_run_honours_the_pixel_limit(settings: Settings, tmp_path: Path) -> None:
+    """``framefleet run`` refuses what a worker refuses: FRAMEFLEET_MAX_PIXELS or --max-pixels."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "dog.jpg").write_bytes(badmedia.DOG_JPEG)
+    args = ["run", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--max-pixels", "400000"]
+    result = run_cli(settings, *args)
+    assert result.returncode == 1, result.stderr  # the run finished, its one item failed
+    assert "dog.jpg" in result.stderr
+    assert "JPEG of 768×576 = 0.4 MP is above the 0.4 MP limit" in result.stderr

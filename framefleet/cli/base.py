@@ -67,6 +67,19 @@ def metrics_port_option(help_text: str) -> Callable[[F], F]:
     )
 
 
+def max_pixels_option(fn: F) -> F:
+    """``--max-pixels`` (FRAMEFLEET_MAX_PIXELS), shared by `worker` and `run`, which decode."""
+    option = click.option(
+        "--max-pixels",
+        type=click.IntRange(1),
+        envvar="FRAMEFLEET_MAX_PIXELS",
+        show_envvar=True,
+        help="Refuse images above this many pixels (width x height), read from the file's "
+        f"header before decoding (default: {defaults.MAX_PIXELS}).",
+    )
+    return option(fn)
+
+
 def _exits(fn: F) -> F:
     """Turn framefleet errors into one clear line on stderr and a named exit code."""
 

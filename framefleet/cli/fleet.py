@@ -8,7 +8,14 @@ import sys
 
 import click
 
-from framefleet.cli.base import HELP_EPILOG, _exits, engine_option, main, metrics_port_option
+from framefleet.cli.base import (
+    HELP_EPILOG,
+    _exits,
+    engine_option,
+    main,
+    max_pixels_option,
+    metrics_port_option,
+)
 from framefleet.core.errors import BrokerError, ConfigError
 from framefleet.core.settings import Settings
 
@@ -41,14 +48,7 @@ from framefleet.core.settings import Settings
     show_envvar=True,
     help="Most images per forward, where the model file takes a batch (default 4).",
 )
-@click.option(
-    "--max-pixels",
-    type=click.IntRange(1),
-    envvar="FRAMEFLEET_MAX_PIXELS",
-    show_envvar=True,
-    help="Refuse images above this many pixels, read from the header before decoding "
-    "(default: 100000000).",
-)
+@max_pixels_option
 @click.option("-n", "--hostname", help="Node name, e.g. gpu1@%h (default: framefleet@%h).")
 @click.option(
     "--pool",

@@ -14,6 +14,7 @@ from framefleet.cli.base import (
     _exits,
     engine_option,
     main,
+    max_pixels_option,
     model_option,
 )
 from framefleet.core.settings import Settings
@@ -44,6 +45,7 @@ restarts, and shows progress in status and Flower.
     show_default=True,
     help="Local processes sharing the items.",
 )
+@max_pixels_option
 @click.option("--quiet", is_flag=True, help="Print only the summary line.")
 @click.pass_obj
 @_exits
@@ -54,6 +56,7 @@ def run(
     model: str | None,
     engine: str | None,
     processes: int,
+    max_pixels: int | None,
     quiet: bool,
 ) -> None:
     """Run a model over INPUT_URI (a file, folder or s3:// prefix) here, with no fleet.
@@ -78,7 +81,14 @@ def run(
         engine=engine or "",
     )
     start = time.perf_counter()
-    summary = run_local(input_uri, output_uri, ref, processes=processes, on_result=show)
+    summary = run_local(
+        input_uri,
+        output_uri,
+        ref,
+        processes=processes,
+        on_result=show,
+        max_pixels=max_pixels or settings.max_pixels,
+    )
     elapsed = time.perf_counter() - start
     click.echo(
         f"{summary.done} done, {summary.failed} failed, {summary.frames} images/frames in "

@@ -90,6 +90,7 @@ def run_local(
     *,
     processes: int = 1,
     on_result: Callable[[ItemResult], None] = lambda result: None,
+    max_pixels: int = defaults.MAX_PIXELS,
 ) -> RunSummary:
     """Process every image and video under ``input_uri`` (a file, folder or prefix) here.
 
@@ -100,6 +101,7 @@ def run_local(
         model: the model to load in each process.
         processes: local processes sharing the items (1: this process).
         on_result: called with each item's outcome as it finishes.
+        max_pixels: images above this many pixels fail, refused from their header.
 
     Raises:
         ConfigError: the output is the input, or the input holds no image or video.
@@ -121,7 +123,7 @@ def run_local(
     if processes <= 1:
         loaded = model.load(os.cpu_count() or 1)
         for key, kind in keys:
-            record(_process(loaded, src, dst, key, kind))
+            record(_process(loaded, src, dst, key, kind, max_pixels))
     else:
         model.load()  # fail here, once, with the real reason, not in every child
         with ProcessPoolExecutor(
@@ -130,7 +132,8 @@ def run_local(
             initializer=_init_child,
             initargs=(model, max(1, (os.cpu_count() or 1) // processes)),
         ) as pool:
-            for result in pool.map(_child, [(src.uri, dst.uri, k, kind) for k, kind in keys]):
+            tasks = [(src.uri, dst.uri, k, kind, max_pixels) for k, kind in keys]
+            for result in pool.map(_child, tasks):
                 record(result)
     lines = "".join(json.dumps(r.reason()) + "\n" for r in sorted(summary.failures, key=_item))
     dst.write_bytes(report_key("failures.jsonl"), lines.encode())
@@ -151,9 +154,11 @@ def _plan(input_uri: str, output_uri: str) -> tuple[Storage, Storage, list[tuple
     return src, dst, [(first.key, classify(first.key)), *rest]
 
 
-def _process(model: LoadedModel, src: Storage, dst: Storage, key: str, kind: str) -> ItemResult:
+def _process(
+    model: LoadedModel, src: Storage, dst: Storage, key: str, kind: str, max_pixels: int
+) -> ItemResult:
     if kind == "image":
-        return process_image(key, src, dst, model)
+        return process_image(key, src, dst, model, max_pixels)
     try:
         return process_video(key, src, dst, model, job_id=RUN_JOB_ID, threads=cv2.getNumThreads())
     except Exception as exc:  # a bad video is one failed item, never a failed run
@@ -173,6 +178,6 @@ def _storage(uri: str) -> Storage:
     return open_storage(uri)
 
 
-def _child(args: tuple[str, str, str, str]) -> ItemResult:
-    src_uri, dst_uri, key, kind = args
-    return _process(_child_models[0], _storage(src_uri), _storage(dst_uri), key, kind)
+def _child(args: tuple[str, str, str, str, int]) -> ItemResult:
+    src_uri, dst_uri, key, kind, max_pixels = args
+    return _process(_child_models[0], _storage(src_uri), _storage(dst_uri), key, kind, max_pixels)
