@@ -12,6 +12,7 @@ from pathlib import Path
 
 from framefleet.core.jobstate import JobRecord, JobStore
 from framefleet.core.settings import Settings
+from framefleet.core.storage import Storage
 from framefleet.services.processes import LoggedProcess, start_worker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,3 +72,14 @@ def run_cli(
         text=True,
         timeout=timeout_s,
     )
+
+
+def wait_for_object(storage: Storage, key: str, timeout_s: float = 60) -> bytes:
+    """The object's bytes once it exists: job reports are written just after the job's last
+    outcome is recorded, so a test that saw the job finish may still be ahead of them."""
+    deadline = time.monotonic() + timeout_s
+    while not storage.exists(key):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{storage.uri_for(key)} not written after {timeout_s} s")
+        time.sleep(0.2)
+    return storage.read_bytes(key)

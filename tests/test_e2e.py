@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fleet import Fleet, run_cli, wait_for_job
+from fleet import Fleet, run_cli, wait_for_job, wait_for_object
 from helpers import MODEL_DIR
 
 from framefleet.core.jobstate import JobStatus, JobStore
@@ -91,7 +91,7 @@ def test_s3_job_outputs_equal_direct_run(
     assert (record.total, record.done, record.failed) == (len(keys), len(keys), 0)
     assert record.status is JobStatus.DONE
     assert_outputs_match_direct_run(src, dst, keys, "yolox-nano")
-    summary = json.loads(dst.read_bytes(report_key("summary.json")))
+    summary = json.loads(wait_for_object(dst, report_key("summary.json")))
     assert summary["done"] == len(keys)
     assert summary["classes"]["dog"] >= 1
     assert "detections per class" in result.stdout
@@ -141,9 +141,9 @@ def test_bad_files_are_reported_with_exact_counts(
     assert "0 bytes" in failures["empty.jpg"]["message"]
     assert "empty.jpg" in failures["empty.jpg"]["message"]
     assert failures["notes.jpg"]["error"] == "ImageDecodeError"
-    lines = (
-        open_storage(str(tmp_path / "out")).read_bytes(report_key("failures.jsonl")).splitlines()
-    )
+    lines = wait_for_object(
+        open_storage(str(tmp_path / "out")), report_key("failures.jsonl")
+    ).splitlines()
     assert sorted(json.loads(line)["item"] for line in lines) == ["empty.jpg", "notes.jpg"]
     assert fleet.workers[0].process.poll() is None  # the worker survived
 
