@@ -94,7 +94,7 @@ def run_child_kills(
 def test_pool_children_killed_mid_task(
     settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
 ) -> None:
-    run_child_kills(settings, fleet, tmp_path, job_store, media_images, kills=5, copies=4)
+    run_child_kills(settings, fleet, tmp_path, job_store, media_images, kills=5, copies=8)
 
 
 @pytest.mark.slow
