@@ -215,3 +215,49 @@ def test_finetune_on_fleet_then_serve_through_workers(
     assert evaluation["job_id"] == job_id
     assert evaluation["accuracy"] == pytest.approx(right / len(keys))
     assert sum(map(sum, evaluation["confusion"]["matrix"])) == len(keys)
+
+
+def test_deep_method_converts_retrains_and_exports(
+    shapes_dir: Path, learn_settings: Settings, tmp_path: Path
+) -> None:
+    import torch
+    from onnx import numpy_helper
+
+    from framefleet.inference import load_model
+    from framefleet.learn.deep import OnnxTail, cut_tensor, finetune_deep, front_features
+
+    # the hand conversion is faithful: the tail in PyTorch gives cv2.dnn's own embedding
+    base_path = learn_settings.model_dir / "classification/mobilenet_v2_1.0_224_qdq.onnx"
+    graph = export.load_graph(base_path)
+    cut = cut_tensor(graph, 2)
+    few = image_folder(str(shapes_dir)).subset(np.arange(0, 160, 40))
+    reading = readable(learn_settings)
+    with torch.no_grad():
+        converted = OnnxTail(graph, cut)(
+            torch.from_numpy(front_features(graph, cut, few, reading, "mobilenet-v2"))
+        ).numpy()
+    base = load_model("mobilenet-v2", model_dir=learn_settings.model_dir)
+    want = np.stack([base.adapter.embed(image) for image in few.images(np.arange(len(few)))])
+    np.testing.assert_allclose(converted, want, atol=1e-4, rtol=1e-4)
+
+    out = tmp_path / "deep"
+    result = finetune_deep(
+        learn_settings, str(shapes_dir), "mobilenet-v2", out, name="shapes-deep", unfreeze=2,
+        epochs=4,
+    )  # fmt: skip
+    print(
+        f"deep: held-out {result.holdout_accuracy:.3f} vs nearest-centroid {result.baseline_accuracy:.3f}"
+    )
+    assert result.holdout_accuracy > result.baseline_accuracy
+    assert result.published.parity.max_abs_diff <= 1e-4
+    exported = export.load_graph(out / "model.onnx")
+    # the retrained blocks are stored as float weights that differ from the shared file's
+    tail = OnnxTail(graph, cut)
+    trained = {t.name: t for t in exported.graph.initializer}
+    changed = 0
+    for name, original in tail.trained().items():
+        assert name in trained, f"{name} was not replaced by a float initializer"
+        changed += not np.allclose(numpy_helper.to_array(trained[name]), original)
+    assert changed == len(tail.names)
+    assert_readable_png(out / "training_curve.png")
+    assert load_registry(learn_settings.models_file).get("shapes-deep").family == "classifier"

@@ -20,6 +20,8 @@ Examples:
       --name shapes --models-file ./my-models.toml        # small set: in-process
   framefleet --models-file my-models.toml finetune --data s3://photos/labelled/ \\
       --out ./cats --name cats --fleet                    # features on the workers
+  framefleet --models-file my-models.toml finetune --data ./labelled/ --out ./deep \\
+      --name shapes-deep --method deep --unfreeze 2       # needs the train extra (PyTorch)
   framefleet --models-file my-models.toml worker --models shapes   # then serve it
 """ + HELP_EPILOG.split("\b", 2)[2]
 
@@ -31,6 +33,20 @@ Examples:
     "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder."
 )
 @click.option("--name", help="Register the model under this name (in --models-file).")
+@click.option(
+    "--method",
+    type=click.Choice(["head", "deep"]),
+    default="head",
+    show_default=True,
+    help="head: a new head on frozen embeddings; deep: also retrain the last blocks (PyTorch).",
+)
+@click.option(
+    "--unfreeze",
+    type=click.IntRange(1, 4),
+    default=2,
+    show_default=True,
+    help="deep: how many of the last blocks to retrain (Conv_1, expanded_conv_16, ...).",
+)
 @click.option(
     "--head",
     "head_kind",
@@ -81,6 +97,8 @@ def finetune(
     base: str,
     out_dir: Path,
     name: str | None,
+    method: str,
+    unfreeze: int,
     head_kind: str,
     epochs: int | None,
     fleet: bool | None,
@@ -103,6 +121,21 @@ def finetune(
     def echo(message: str) -> None:
         click.echo(message, err=True)
 
+    if method == "deep":
+        from framefleet.learn.deep import finetune_deep
+
+        deep = finetune_deep(
+            settings,
+            data_uri,
+            base,
+            out_dir,
+            name=name,
+            unfreeze=unfreeze,
+            epochs=epochs or defaults.DEEP_EPOCHS,
+            echo=echo,
+        )
+        report(deep.published, deep.holdout_accuracy, deep.baseline_accuracy)
+        return
     from framefleet.learn.finetune import finetune as run
 
     result = run(
@@ -117,12 +150,7 @@ def finetune(
         work_uri=work_uri,
         echo=echo,
     )
-    published, accuracy, baseline = (
-        result.published,
-        result.holdout_accuracy,
-        result.baseline_accuracy,
-    )
-    report(published, accuracy, baseline)
+    report(result.published, result.holdout_accuracy, result.baseline_accuracy)
 
 
 def require_registry(settings: Settings, name: str | None) -> None:

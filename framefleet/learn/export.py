@@ -39,16 +39,49 @@ def load_graph(path: Path) -> onnx.ModelProto:
 
 
 def cut_at(model: onnx.ModelProto, outputs: Sequence[str]) -> onnx.ModelProto:
-    """The sub-graph of ``model`` from its inputs to ``outputs`` (unused nodes dropped).
+    """A copy of ``model`` whose outputs are the tensors ``outputs``, without the nodes and
+    initializers they do not need.
+
+    Written here rather than with ``onnx.utils.Extractor``, which refuses tensors whose shape it
+    has not been given; the outputs here get the shapes ONNX shape inference finds (cv2.dnn
+    needs them).
 
     Raises:
         ModelError: an output name is not a tensor of the graph.
     """
-    inputs = [i.name for i in model.graph.input]
-    try:
-        return onnx.utils.Extractor(model).extract_model(inputs, list(outputs))
-    except Exception as exc:
-        raise ModelError(f"cannot cut the graph at {list(outputs)}: {exc}") from exc
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    missing = [name for name in outputs if name not in producer and name not in known]
+    if missing:
+        raise ModelError(f"cannot cut the graph at {missing}: no such tensor in it")
+    keep: set[int] = set()
+    stack = list(outputs)
+    seen: set[str] = set()
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        node = producer.get(name)
+        if node is not None:
+            keep.add(id(node))
+            stack.extend(node.input)
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    typed = {v.name: v for v in [*inferred.output, *inferred.value_info]}
+    cut = onnx.ModelProto()
+    cut.CopyFrom(model)
+    del cut.graph.node[:]
+    cut.graph.node.extend(n for n in graph.node if id(n) in keep)
+    del cut.graph.output[:]
+    cut.graph.output.extend(
+        typed[name]
+        if name in typed
+        else helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        for name in outputs
+    )
+    _drop_unused_initializers(cut.graph)
+    return cut
 
 
 def replace_tensors(model: onnx.ModelProto, values: Mapping[str, npt.NDArray[np.float32]]) -> None:
