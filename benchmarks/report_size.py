@@ -20,6 +20,7 @@ import json
 import os
 import random
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +49,9 @@ def make_job(jobs: JobStore, out: Path, items: int, failed_share: float, photo: 
     start = time.time()
     for i in range(items):
         item = f"batch-{i // 1000:04d}/img-{i:07d}.jpg"
+        if i % 50_000 == 0:  # a file takes at most 65,000 hard links (ext4): a fresh copy
+            link_from = out / f"photo-{i}.jpg"
+            shutil.copyfile(photo, link_from)
         if rng.random() < failed_share:
             reason = {"item": item, "error": "ImageDecodeError", "message": f"cannot decode {item}"}
             jobs.record(job_id, item, ok=False, reason=reason)
@@ -64,7 +68,7 @@ def make_job(jobs: JobStore, out: Path, items: int, failed_share: float, photo: 
         path = out / result_key(item)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc.to_json()))
-        os.link(photo, out / annotated_key(item))
+        os.link(link_from, out / annotated_key(item))
         jobs.record(job_id, item, ok=True, classes={n: 1 for n in names})
     return job_id
 
