@@ -163,3 +163,22 @@ def engine_option(help: str, envvar: str | None = None) -> Callable[[F], F]:
         show_envvar=envvar is not None,
         help=f"{help} onnxruntime needs pip install 'framefleet[onnxruntime]'.",
     )
+
+
+holdout_option = click.option(
+    "--holdout",
+    type=click.FloatRange(0.01, 0.99),
+    envvar="FRAMEFLEET_HOLDOUT",
+    show_envvar=True,
+    help=f"Share held out per class (default {defaults.HOLDOUT}).",
+)
+"""The ``--holdout`` option of the commands that train a model (finetune, train)."""
+
+parity_option = click.option(
+    "--parity-atol",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="FRAMEFLEET_PARITY_ATOL",
+    show_envvar=True,
+    help=f"Export tolerance on probabilities (default {defaults.PARITY_ATOL:g}).",
+)
+"""The ``--parity-atol`` option of the commands that export a model (finetune, train)."""

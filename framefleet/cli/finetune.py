@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from framefleet.cli.base import HELP_EPILOG, _exits, main
+from framefleet.cli.base import HELP_EPILOG, _exits, holdout_option, main, parity_option
 from framefleet.core import defaults
 from framefleet.core.settings import Settings
 
@@ -68,20 +68,8 @@ Examples:
     help="Embed on the workers (a job) or in-process (default: by size, see --local-max-items).",
 )
 @click.option("--work", "work_uri", help="Output URI of the feature job (default: OUT/features).")
-@click.option(
-    "--holdout",
-    type=click.FloatRange(0.01, 0.99),
-    envvar="FRAMEFLEET_HOLDOUT",
-    show_envvar=True,
-    help=f"Share held out per class (default {defaults.HOLDOUT}).",
-)
-@click.option(
-    "--parity-atol",
-    type=click.FloatRange(min=0, min_open=True),
-    envvar="FRAMEFLEET_PARITY_ATOL",
-    show_envvar=True,
-    help=f"Export tolerance on probabilities (default {defaults.PARITY_ATOL:g}).",
-)
+@holdout_option
+@parity_option
 @click.option(
     "--local-max-items",
     type=click.IntRange(0),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from framefleet.cli.base import HELP_EPILOG, _exits, main
+from framefleet.cli.base import HELP_EPILOG, _exits, holdout_option, main, parity_option
 from framefleet.core import defaults
 from framefleet.core.settings import Settings
 
@@ -32,20 +32,8 @@ Examples:
     envvar="FRAMEFLEET_EPOCHS",
     show_envvar=True,
 )
-@click.option(
-    "--holdout",
-    type=click.FloatRange(0.01, 0.99),
-    envvar="FRAMEFLEET_HOLDOUT",
-    show_envvar=True,
-    help=f"Share held out per class (default {defaults.HOLDOUT}).",
-)
-@click.option(
-    "--parity-atol",
-    type=click.FloatRange(min=0, min_open=True),
-    envvar="FRAMEFLEET_PARITY_ATOL",
-    show_envvar=True,
-    help=f"Export tolerance on probabilities (default {defaults.PARITY_ATOL:g}).",
-)
+@holdout_option
+@parity_option
 @click.pass_obj
 @_exits
 def train(
