@@ -54,7 +54,7 @@ def kill_busy_children(
     while done < kills and time.monotonic() < deadline:
         if store.get(job).finished:
             break
-        time.sleep(rng.uniform(0.2, 1.2))
+        time.sleep(rng.uniform(0.05, 0.5))
         children = set(child_pids(worker_pid))
         busy = [pid for pid, _ in holders(leases) if pid in children - killed]
         if busy:
@@ -94,7 +94,7 @@ def run_child_kills(
 def test_pool_children_killed_mid_task(
     settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
 ) -> None:
-    run_child_kills(settings, fleet, tmp_path, job_store, media_images, kills=5, copies=8)
+    run_child_kills(settings, fleet, tmp_path, job_store, media_images, kills=5, copies=16)
 
 
 @pytest.mark.slow

@@ -6,6 +6,8 @@ submission leave no item missing or counted twice."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,9 +15,8 @@ import cv2
 import numpy as np
 import pytest
 from faults import assert_exactly_once
-from fleet import Fleet, wait_for_job
+from fleet import REPO, Fleet, wait_for_job
 from test_e2e import run_cli
-from test_faults_services import Cli
 
 from framefleet.core.jobstate import JobStatus, JobStore
 from framefleet.core.outputs import result_key
@@ -121,6 +122,25 @@ def test_resubmit_skips_complete_outputs_and_force_redoes_them(
     assert all(created_at(dst, k) > now[k] for k in keys)
 
 
+STALLED_PRODUCER = """
+import sys, time, pathlib
+import producer.submit as submit
+stalled, real_send, sends = pathlib.Path(sys.argv[1]), submit.send_jobs, []
+def send_jobs(app, messages):
+    sends.append(len(messages))
+    if len(sends) == 2:  # the chunk's items are counted, its messages not yet sent
+        stalled.touch()
+        time.sleep(3600)
+    real_send(app, messages)
+submit.send_jobs = send_jobs
+from framefleet.cli import main
+sys.argv = ["framefleet", *sys.argv[2:]]
+main()
+"""
+"""`framefleet` with the real producer, stalled inside its second send so the test kills it at
+the worst moment (items counted, messages unsent) on any machine, fast or slow."""
+
+
 def test_producer_killed_mid_listing_then_submitted_again(
     settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore
 ) -> None:
@@ -133,18 +153,30 @@ def test_producer_killed_mid_listing_then_submitted_again(
         assert ok
         src.write_bytes(f"p{n:03d}.jpg", data.tobytes())
         keys.append(f"p{n:03d}.jpg")
+    fleet.settings = settings = settings.with_(batch_size=1)  # 120 messages: two send chunks
     fleet.start("w1")
     out = str(tmp_path / "out")
-    producer = Cli(fleet, "producer", "submit", src.uri, "--out", out)
-    first_id = producer.first_line()
+    stalled = tmp_path / "stalled"
+    with (tmp_path / "producer.err").open("wb") as err:
+        producer = subprocess.Popen(
+            [sys.executable, "-c", STALLED_PRODUCER, str(stalled), "submit", src.uri, "--out", out],
+            env=fleet.env(),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+    assert producer.stdout is not None
+    with producer.stdout:
+        first_id = producer.stdout.readline().decode().strip()
     deadline = time.monotonic() + 60
-    while job_store.get(first_id).total < 2:  # a few messages sent, most of the listing to go
-        assert time.monotonic() < deadline, producer.stderr()
-        time.sleep(0.002)
-    producer.process.kill()
-    producer.process.wait()
+    while not stalled.exists():
+        assert producer.poll() is None, (tmp_path / "producer.err").read_text()
+        assert time.monotonic() < deadline, (tmp_path / "producer.err").read_text()
+        time.sleep(0.02)
+    producer.kill()
+    producer.wait()
     orphan = job_store.get(first_id)
-    assert not orphan.listed, "the producer finished listing before it was killed"
+    assert (orphan.listed, orphan.total) == (False, 120), orphan  # counted, half never sent
     again = run_cli(settings, "submit", src.uri, "--out", out)
     assert again.returncode == 0, again.stderr
     record = wait_for_job(job_store, again.stdout.splitlines()[0].strip(), timeout_s=240)
