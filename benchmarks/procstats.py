@@ -1,14 +1,16 @@
-"""Process figures read from /proc: peak RSS of a process group, CPU seconds of a process."""
+"""Process figures read from /proc: a process group's or a parent's processes, peak RSS, CPU
+seconds; used by the benchmarks and the fault tests."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
-def group_pids(pgid: int) -> list[int]:
-    """Live processes of process group ``pgid``."""
-    pids = []
+def _live_stats() -> Iterator[tuple[int, list[str]]]:
+    # (pid, the /proc/PID/stat fields after the command name: state, ppid, pgrp, ...) of every
+    # process still there; one that exits mid-walk is passed over.
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -16,10 +18,17 @@ def group_pids(pgid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
-            pids.append(int(entry.name))
-    return pids
+        yield int(entry.name), stat[stat.rindex(")") + 2 :].split()
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid``."""
+    return [pid for pid, fields in _live_stats() if int(fields[2]) == pgid]
+
+
+def child_pids(parent: int) -> list[int]:
+    """Live (not zombie) children of ``parent``, such as a Celery worker's pool processes."""
+    return [pid for pid, fields in _live_stats() if int(fields[1]) == parent and fields[0] != "Z"]
 
 
 def peak_rss_mb(pid: int) -> float:

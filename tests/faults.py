@@ -8,7 +8,6 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -53,22 +52,6 @@ def record_figure(
     FIGURES.append(figure)
     print(f"FAULT FIGURE {json.dumps(figure.__dict__)}")
     return figure
-
-
-def child_pids(parent: int) -> list[int]:
-    """Pids of the live children of ``parent`` (a Celery worker's pool processes)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == parent and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def holders(leases: LeaseStore) -> list[tuple[int, str]]:

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from faults import assert_exactly_once, child_pids, holders, kill, record_figure
+from faults import assert_exactly_once, holders, kill, record_figure
 from fleet import Fleet, wait_for_job
 
+from benchmarks.procstats import child_pids
 from framefleet.core import redisconn
 from framefleet.core.jobstate import JobStatus, JobStore
 from framefleet.core.leases import LeaseStore

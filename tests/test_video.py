@@ -17,6 +17,7 @@ from fleet import Fleet, wait_for_job
 from helpers import MEDIA_DIR
 from test_e2e import run_cli
 
+from benchmarks.procstats import child_pids
 from framefleet.core.documents import VideoDocument, read_document
 from framefleet.core.jobstate import JobStatus, JobStore
 from framefleet.core.outputs import annotated_key, frames_key, result_key
@@ -193,19 +194,6 @@ def test_two_workers_share_segments_on_s3_and_bad_videos_fail_cleanly(
         assert worker.process.poll() is None  # bad videos never kill a worker
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry.name))
-    return kids
-
-
 def test_segment_killed_midway_is_redone(
     settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore
 ) -> None:
@@ -220,7 +208,7 @@ def test_segment_killed_midway_is_redone(
         job_store, job_id, until=lambda r: bool(r.videos) and r.videos[0].segments_done >= 2
     )
     assert not record.finished
-    (child,) = _children(worker.pid)  # the prefork pool's one process, busy with a segment
+    (child,) = child_pids(worker.pid)  # the prefork pool's one process, busy with a segment
     os.kill(child, signal.SIGKILL)
     record = wait_for_job(job_store, job_id)
     assert (record.done, record.failed, record.status) == (1, 0, JobStatus.DONE)
