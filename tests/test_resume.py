@@ -165,16 +165,18 @@ def test_producer_killed_mid_listing_then_submitted_again(
             stdout=subprocess.PIPE,
             stderr=err,
         )
-    assert producer.stdout is not None
-    with producer.stdout:
-        first_id = producer.stdout.readline().decode().strip()
-    deadline = time.monotonic() + 60
-    while not stalled.exists():
-        assert producer.poll() is None, (tmp_path / "producer.err").read_text()
-        assert time.monotonic() < deadline, (tmp_path / "producer.err").read_text()
-        time.sleep(0.02)
-    producer.kill()
-    producer.wait()
+    try:
+        assert producer.stdout is not None
+        with producer.stdout:
+            first_id = producer.stdout.readline().decode().strip()
+        deadline = time.monotonic() + 60
+        while not stalled.exists():
+            assert producer.poll() is None, (tmp_path / "producer.err").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "producer.err").read_text()
+            time.sleep(0.02)
+    finally:  # killed at the stall, or if the test fails first: never left sleeping
+        producer.kill()
+        producer.wait()
     orphan = job_store.get(first_id)
     assert (orphan.listed, orphan.total) == (False, 120), orphan  # counted, half never sent
     again = run_cli(settings, "submit", src.uri, "--out", out)
