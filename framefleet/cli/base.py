@@ -20,7 +20,7 @@ from framefleet.core.errors import (
     PipelineError,
     StorageError,
 )
-from framefleet.core.settings import Settings
+from framefleet.core.settings import Settings, env_name
 
 EXIT_OK = 0
 EXIT_ITEMS_FAILED = 1  # the job ran, and some items failed or were cancelled (submit --wait)
@@ -55,29 +55,37 @@ unreachable, 5 Redis unreachable, 6 model files missing or invalid, 7 unhealthy
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def metrics_port_option(help_text: str) -> Callable[[F], F]:
-    """``--metrics-port`` (FRAMEFLEET_METRICS_PORT), shared by `worker` and `healthcheck` so
-    both read the same port."""
+def setting_option(
+    *decls: str, setting: str, help: str, default: str | None = None, **kwargs: Any
+) -> Callable[[F], F]:
+    """An option that overrides the field ``setting`` of `Settings`: it reads the environment
+    variable `Settings.from_env` reads, and its help ends with the setting's default (or
+    ``default``, a description such as "number of cores"; "" shows none)."""
+    shown = str(getattr(Settings(), setting)) if default is None else default
     return click.option(
-        "--metrics-port",
-        type=click.IntRange(0, 65535),
-        envvar="FRAMEFLEET_METRICS_PORT",
+        *decls,
+        envvar=env_name(setting),
         show_envvar=True,
-        help=help_text,
+        help=f"{help} [default: {shown}]" if shown else help,
+        **kwargs,
     )
 
 
-def max_pixels_option(fn: F) -> F:
-    """``--max-pixels`` (FRAMEFLEET_MAX_PIXELS), shared by `worker` and `run`, which decode."""
-    option = click.option(
-        "--max-pixels",
-        type=click.IntRange(1),
-        envvar="FRAMEFLEET_MAX_PIXELS",
-        show_envvar=True,
-        help="Refuse images above this many pixels (width x height), read from the file's "
-        f"header before decoding (default: {defaults.MAX_PIXELS}).",
+def metrics_port_option(help_text: str) -> Callable[[F], F]:
+    """``--metrics-port``, shared by `worker` and `healthcheck` so both read the same port."""
+    return setting_option(
+        "--metrics-port", setting="metrics_port", type=click.IntRange(0, 65535), help=help_text
     )
-    return option(fn)
+
+
+max_pixels_option = setting_option(
+    "--max-pixels",
+    setting="max_pixels",
+    type=click.IntRange(1),
+    help="Refuse images above this many pixels (width x height), read from the file's header "
+    "before decoding.",
+)
+"""``--max-pixels``, shared by `worker` and `run`, which decode."""
 
 
 def _exits(fn: F) -> F:
@@ -96,31 +104,27 @@ def _exits(fn: F) -> F:
 
 
 @click.group(epilog=HELP_EPILOG)
-@click.option(
-    "--redis-url", envvar="FRAMEFLEET_REDIS_URL", help="Broker and job state.", show_envvar=True
-)
-@click.option(
+@setting_option("--redis-url", setting="redis_url", help="Broker and job state.")
+@setting_option(
     "--models-file",
-    envvar="FRAMEFLEET_MODELS",
+    setting="models_file",
     type=click.Path(path_type=Path),
     help="Your own model registry (TOML), added to the built-in one.",
-    show_envvar=True,
+    default="",
 )
-@click.option(
+@setting_option(
     "--model-dir",
-    envvar="FRAMEFLEET_MODEL_DIR",
+    setting="model_dir",
     type=click.Path(path_type=Path),
     help="Where model files are found or downloaded to.",
-    show_envvar=True,
 )
-@click.option(
+@setting_option(
     "--redis-wait",
     "redis_wait_s",
+    setting="redis_wait_s",
     type=click.FloatRange(0),
-    envvar="FRAMEFLEET_REDIS_WAIT_S",
-    show_envvar=True,
     help="Seconds workers, submit --wait and status --watch wait for an unreachable Redis "
-    "(reconnecting with backoff) before exiting 5 [default: 60].",
+    "(reconnecting with backoff) before exiting 5.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 @click.pass_context
@@ -165,20 +169,26 @@ def engine_option(help: str, envvar: str | None = None) -> Callable[[F], F]:
     )
 
 
-holdout_option = click.option(
+holdout_option = setting_option(
     "--holdout",
+    setting="holdout",
     type=click.FloatRange(0.01, 0.99),
-    envvar="FRAMEFLEET_HOLDOUT",
-    show_envvar=True,
-    help=f"Share held out per class (default {defaults.HOLDOUT}).",
+    help="Share held out per class.",
 )
 """The ``--holdout`` option of the commands that train a model (finetune, train)."""
 
-parity_option = click.option(
+parity_option = setting_option(
     "--parity-atol",
+    setting="parity_atol",
     type=click.FloatRange(min=0, min_open=True),
-    envvar="FRAMEFLEET_PARITY_ATOL",
-    show_envvar=True,
-    help=f"Export tolerance on probabilities (default {defaults.PARITY_ATOL:g}).",
+    help="Export tolerance on probabilities.",
 )
 """The ``--parity-atol`` option of the commands that export a model (finetune, train)."""
+
+local_max_items_option = setting_option(
+    "--local-max-items",
+    setting="local_max_items",
+    type=click.IntRange(0),
+    help="Larger sets go to the fleet.",
+)
+"""``--local-max-items``: how many items `evaluate` and `finetune` run in-process."""

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from framefleet.cli.base import HELP_EPILOG, _exits, main, model_option
-from framefleet.core import defaults
+from framefleet.cli.base import HELP_EPILOG, _exits, local_max_items_option, main, model_option
 from framefleet.core.settings import Settings
 
 EVALUATE_EPILOG = """\b
@@ -42,13 +41,7 @@ Examples:
     default=None,
     help="Run the model on the workers (a job) or in-process (default: by size).",
 )
-@click.option(
-    "--local-max-items",
-    type=click.IntRange(0),
-    envvar="FRAMEFLEET_LOCAL_MAX_ITEMS",
-    show_envvar=True,
-    help=f"Larger sets go to the fleet (default {defaults.LOCAL_MAX_ITEMS}).",
-)
+@local_max_items_option
 @click.pass_obj
 @_exits
 def evaluate(

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from framefleet.cli.base import HELP_EPILOG, _exits, holdout_option, main, parity_option
+from framefleet.cli.base import (
+    HELP_EPILOG,
+    _exits,
+    holdout_option,
+    local_max_items_option,
+    main,
+    parity_option,
+)
 from framefleet.core import defaults
 from framefleet.core.settings import Settings
 
@@ -70,13 +77,7 @@ Examples:
 @click.option("--work", "work_uri", help="Output URI of the feature job (default: OUT/features).")
 @holdout_option
 @parity_option
-@click.option(
-    "--local-max-items",
-    type=click.IntRange(0),
-    envvar="FRAMEFLEET_LOCAL_MAX_ITEMS",
-    show_envvar=True,
-    help=f"Larger sets go to the fleet (default {defaults.LOCAL_MAX_ITEMS}).",
-)
+@local_max_items_option
 @click.pass_obj
 @_exits
 def finetune(

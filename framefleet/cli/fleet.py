@@ -15,38 +15,37 @@ from framefleet.cli.base import (
     main,
     max_pixels_option,
     metrics_port_option,
+    setting_option,
 )
 from framefleet.core.errors import BrokerError, ConfigError
 from framefleet.core.settings import Settings
 
 
 @main.command(epilog=HELP_EPILOG)
-@click.option(
+@setting_option(
     "-c",
     "--concurrency",
+    setting="concurrency",
     type=click.IntRange(1, 256),
-    envvar="FRAMEFLEET_CONCURRENCY",
-    show_envvar=True,
-    help="Worker processes (default: number of cores).",
+    help="Worker processes.",
+    default="number of cores",
 )
-@click.option(
+@setting_option(
     "--models",
-    "models",
-    envvar="FRAMEFLEET_WORKER_MODELS",
-    show_envvar=True,
-    help="Comma-separated models to serve (default: the registry's default).",
+    setting="worker_models",
+    help="Comma-separated models to serve.",
+    default="the registry's default",
 )
 @engine_option(
     "Engine that runs the networks (default: each model's registry entry, else cv2.dnn). "
     "A job's --engine wins.",
     envvar="FRAMEFLEET_ENGINE",
 )
-@click.option(
+@setting_option(
     "--forward-batch",
+    setting="forward_batch",
     type=click.IntRange(1, 64),
-    envvar="FRAMEFLEET_FORWARD_BATCH",
-    show_envvar=True,
-    help="Most images per forward, where the model file takes a batch (default 4).",
+    help="Most images per forward, where the model file takes a batch.",
 )
 @max_pixels_option
 @click.option("-n", "--hostname", help="Node name, e.g. gpu1@%h (default: framefleet@%h).")
@@ -59,21 +58,19 @@ from framefleet.core.settings import Settings
 )
 @click.option("--loglevel", default="INFO", show_default=True)
 @metrics_port_option("Serve Prometheus metrics on this port (0: off).")
-@click.option(
+@setting_option(
     "--lease-ttl",
     "lease_ttl_s",
+    setting="lease_ttl_s",
     type=click.FloatRange(1),
-    envvar="FRAMEFLEET_LEASE_TTL_S",
-    show_envvar=True,
     help="Seconds a task's lease lives without a heartbeat; a dead worker's tasks are resent "
-    "after about this long [default: 30].",
+    "after about this long.",
 )
-@click.option(
+@setting_option(
     "--max-crashes",
+    setting="max_crashes",
     type=click.IntRange(1),
-    envvar="FRAMEFLEET_MAX_CRASHES",
-    show_envvar=True,
-    help="Times an item may kill or hang its worker process before it is failed [default: 3].",
+    help="Times an item may kill or hang its worker process before it is failed.",
 )
 @click.pass_obj
 @_exits

@@ -9,18 +9,20 @@ import urllib.request
 
 import click
 
-from framefleet.cli.base import EXIT_UNHEALTHY, HELP_EPILOG, _exits, main, metrics_port_option
-from framefleet.core import defaults
+from framefleet.cli.base import (
+    EXIT_UNHEALTHY,
+    HELP_EPILOG,
+    _exits,
+    main,
+    metrics_port_option,
+    setting_option,
+)
 from framefleet.core.settings import Settings
 
 
 @main.command(epilog=HELP_EPILOG)
-@click.option(
-    "--port",
-    type=click.IntRange(1, 65535),
-    envvar="FRAMEFLEET_EXPORTER_PORT",
-    show_envvar=True,
-    help=f"Port of /metrics (default {defaults.EXPORTER_PORT}).",
+@setting_option(
+    "--port", setting="exporter_port", type=click.IntRange(1, 65535), help="Port of /metrics."
 )
 @click.option("--address", default="0.0.0.0", show_default=True)
 @click.option("--once", is_flag=True, help="Print the metrics once on stdout and exit.")

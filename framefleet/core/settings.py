@@ -215,3 +215,13 @@ _ENV: list[tuple[str, str, Any]] = [
     ("max_failure_rate", "FRAMEFLEET_MAX_FAILURE_RATE", float),
     ("min_failure_sample", "FRAMEFLEET_MIN_FAILURE_SAMPLE", int),
 ]
+
+
+def env_name(setting: str) -> str:
+    """The environment variable that sets the field ``setting`` (for the CLI's options, so a flag
+    and the variable `Settings.from_env` reads can never disagree).
+
+    Raises:
+        KeyError: no variable sets ``setting``.
+    """
+    return next(key for name, key, _ in _ENV if name == setting)
