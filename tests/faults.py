@@ -7,15 +7,18 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from benchmarks.procstats import child_pids
 from framefleet.core.jobstate import JobRecord, JobStore
 from framefleet.core.leases import LeaseStore
 from framefleet.core.outputs import annotated_key, is_report_key, result_key
 from framefleet.core.storage import Storage
+from framefleet.services.processes import LoggedProcess
 
 
 @dataclass(frozen=True)
@@ -100,3 +103,25 @@ def assert_exactly_once(store: JobStore, record: JobRecord, dst: Storage, keys: 
     written = {obj.key for obj in dst.list() if not is_report_key(obj.key)}
     assert expected <= written, expected - written
     assert written - expected <= partial, written - expected - partial  # a failed item's leftovers
+
+
+def freeze_node_holding(
+    leases: LeaseStore, node: LoggedProcess, wanted: Callable[[str], bool], timeout_s: float = 120
+) -> str:
+    """SIGSTOP the whole process group of ``node`` once one of its processes holds a lease on an
+    item that ``wanted`` accepts, and return that item.
+
+    Frozen, the node can finish nothing more, so the job cannot end before the fault that the
+    caller injects next (a SIGKILL): the test does not depend on the machine's speed.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pids = {node.pid, *child_pids(node.pid)}
+        if any(pid in pids and wanted(item) for pid, item in holders(leases)):
+            os.killpg(node.pid, signal.SIGSTOP)
+            held = [item for pid, item in holders(leases) if pid in pids and wanted(item)]
+            if held:
+                return held[0]
+            os.killpg(node.pid, signal.SIGCONT)  # it finished that item just before the stop
+        time.sleep(0.02)
+    raise AssertionError(f"node {node.pid} never held a lease on a wanted item")

@@ -13,13 +13,21 @@ import time
 from pathlib import Path
 
 import pytest
-from faults import assert_exactly_once, holders, kill, record_figure
+from faults import (
+    assert_exactly_once,
+    freeze_node_holding,
+    holders,
+    kill,
+    record_figure,
+)
 from fleet import Fleet, wait_for_job
+from test_video import WALK, assert_each_sampled_frame_once, assert_whole_video, lines, put
 
 from benchmarks.procstats import child_pids
 from framefleet.core import redisconn
 from framefleet.core.jobstate import JobStatus, JobStore
 from framefleet.core.leases import LeaseStore
+from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 from framefleet.queue import create_app
@@ -132,6 +140,38 @@ def test_whole_worker_node_killed(
     figure = record_figure("whole worker node SIGKILLed", "node SIGKILL", 1, record, fault_at)
     assert "sending its message again" in node_b.log()
     assert figure.seconds_to_finish < 120  # within about a minute, not the visibility timeout
+
+
+def test_whole_node_killed_while_it_holds_a_video_segment(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore
+) -> None:
+    # Node a alone takes the video; it is frozen (SIGSTOP) while it holds a segment, so the job
+    # cannot end before the fault whatever the machine's speed; node b starts, then a is
+    # SIGKILLed. The segment's lease expires and b's sweeper sends it again: the video completes
+    # in seconds (not after the hour of Celery's visibility timeout), each frame once.
+    settings = settings.with_(lease_ttl_s=LEASE_TTL_S, segment_seconds=1.0)
+    fleet.settings = settings
+    src = open_storage(str(tmp_path / "in"))
+    key = put(src, WALK, "walk/a.mp4")  # 100 frames at 10 fps: 10 segments
+    node_a = fleet.start("a")
+    done = submit(settings, create_app(settings), src.uri, str(tmp_path / "out"), "yolox-nano")
+    job_id = done.job_id or ""
+    leases = LeaseStore(redisconn.connect(settings.redis_url))
+    segment = freeze_node_holding(leases, node_a, lambda item: item.startswith(f"{key}#"))
+    node_b = fleet.start("b")
+    node_a.kill()
+    fault_at = time.time()
+    record = wait_for_job(job_store, job_id, timeout_s=120)
+    assert (record.status, record.total, record.done, record.failed) == (JobStatus.DONE, 1, 1, 0)
+    (video,) = record.videos
+    assert (video.segments_done, video.segments_total, video.state) == (10, 10, "merged")
+    out = open_storage(str(tmp_path / "out"))
+    assert_each_sampled_frame_once(lines(out, key), 100, Sampling(), 10.0)
+    assert_whole_video(out, key, tmp_path, 100, 10.0, (768, 432))
+    assert f"on item {segment}" in node_b.log()  # the sweeper resent the frozen node's segment
+    figure = record_figure("node SIGKILLed holding a video segment", "node SIGKILL", 1, record,
+                           fault_at)  # fmt: skip
+    assert figure.seconds_to_finish < 60
 
 
 def test_poison_item_that_kills_its_process(

@@ -3,10 +3,17 @@
 `guarded` wraps a task body. It takes the message's lease (skipping messages of a job that is no
 longer running: cancelled, stopped early, finished), has the heartbeat renew it, and on the way out:
 
-- the body finished (or sent a retry): the lease is released;
+- the body finished: the lease is released;
+- the body sent a delayed retry (`Guard.retry`): the lease is handed to the retry message, so a
+  node that dies before the retry starts loses nothing (a sweeper sends the retry);
 - Redis stayed unreachable: the lease is kept, so a sweeper resends the message once Redis is back;
-- any other exception: every item without an outcome is recorded as failed with the exception as
-  its reason, then the lease is released. No item is acknowledged without an outcome.
+- any other exception (the soft time limit of a read that hangs, too): every unit without an
+  outcome is recorded as failed with the exception as its reason, then the lease is released. No
+  item is acknowledged without an outcome.
+
+Images and video messages share this. A unit is an image, a whole video (plan, merge) or a
+video segment (``clip.mp4#3``); a video unit's failure is recorded by the ``fail`` hook the video
+task passes (a failed segment fails its video through the segment barrier).
 
 `Guard.begin` counts a start of an item: an item whose earlier starts killed their process
 ``max_crashes`` times is recorded as failed (a poison item) instead of run again, and an image
@@ -17,17 +24,17 @@ whose outputs are already complete is counted done without running (`workers.res
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Retry
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from framefleet.core.errors import BrokerError, ItemsFailed
 from framefleet.core.messages import ImageBatch, Message
 from framefleet.inference.pipeline import ItemResult, worker_id
-from framefleet.queue import queue_name
+from framefleet.queue import queue_name, task_options
 from framefleet.report import write_reports
 from workers import runtime
 from workers.resume import existing_result
@@ -35,16 +42,33 @@ from workers.resume import existing_result
 log = logging.getLogger(__name__)
 
 
+FailHook = Callable[[ItemResult], tuple[bool, bool]]
+"""Records the failure of a video unit: (it failed its video now, that completed the job)."""
+
+
+def units(job: Message) -> tuple[str, ...]:
+    """The units a message carries: its images, or its one video unit (``clip.mp4#3``)."""
+    return job.items if isinstance(job, ImageBatch) else (job.unit.id,)
+
+
 class Guard:
     """The lease and the outcomes of one running message."""
 
-    def __init__(self, lease_id: str, job: Message, params: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        lease_id: str,
+        job: Message,
+        params: dict[str, Any] | None = None,
+        fail: FailHook | None = None,
+    ) -> None:
         self.lease_id = lease_id
         self.job = job
         self.resume = isinstance(job, ImageBatch) and not (params or {}).get("force")
         self.rt = runtime.current()
         self.settled: set[str] = set()
         self.failed: list[ItemResult] = []
+        self.handed_over = False
+        self._fail = fail
 
     def begin(self, item: str) -> bool:
         """Count a start of ``item``; False if it is not to run (done, or failed here as poison)."""
@@ -85,45 +109,81 @@ class Guard:
 
     def resend(self, item: str) -> None:
         """``item`` failed transiently and goes out again in a retry message."""
-        self.rt.leases.end_item(self.job.job_id, item)
-        self.settled.add(item)
+        self.settle(item)
+
+    def settle(self, unit: str) -> None:
+        """``unit``'s outcome is recorded (by the caller) or resent: uncount its start."""
+        self.rt.leases.end_item(self.job.job_id, unit)
+        self.settled.add(unit)
+
+    def retry(self, task: Task, again: Message, countdown_s: float) -> Retry:
+        """Send ``again`` (the units to retry) after ``countdown_s``; the exception to raise.
+
+        The lease goes to the retry message first (`LeaseStore.postpone`), so from now until
+        the retry starts somewhere the message is guarded: if this node dies before the
+        countdown ends, a sweeper sends it.
+        """
+        self.rt.leases.postpone(self.lease_id, again.encode(), countdown_s)
+        self.handed_over = True
+        return task.retry(args=[again.encode()], countdown=countdown_s, **task_options(again))
 
     def record(self, result: ItemResult) -> None:
         """Record the final outcome of ``result.item``; write the report if it completed the job."""
         job_id = self.job.job_id
+        counted = True
         if result.ok:
             completed = self.rt.jobs.record(
                 job_id, result.item, ok=True, classes=result.classes, frames=result.frames
             )
         else:
-            log.warning("item %s of job %s failed: %s", result.item, job_id, result.message)
-            completed = self.rt.jobs.record(job_id, result.item, ok=False, reason=result.reason())
+            log.warning("%s of job %s failed: %s", result.item, job_id, result.message)
+            if self._fail is not None:
+                counted, completed = self._fail(result)
+            else:
+                completed = self.rt.jobs.record(
+                    job_id, result.item, ok=False, reason=result.reason()
+                )
             completed = self.rt.control.check_budget(job_id) or completed
         self.rt.leases.end_item(job_id, result.item)
         self.settled.add(result.item)
         if not result.ok:
             self.failed.append(result)
-        self.rt.observers.on_item(self.job, result, "done" if result.ok else "failed")
+        if counted:
+            self.rt.observers.on_item(self.job, result, "done" if result.ok else "failed")
         if completed:
             report(job_id)
 
     def fail_unsettled(self, exc: BaseException) -> None:
-        """Record every item without an outcome as failed with ``exc`` as the reason."""
-        for item in self.job.items:
-            if item not in self.settled:
+        """Record every unit without an outcome as failed with ``exc`` as the reason."""
+        if isinstance(exc, SoftTimeLimitExceeded):
+            limit = self.rt.settings.task_time_limit_s
+            why = (
+                f"the task ran past its soft time limit (hard limit {limit} s; "
+                "FRAMEFLEET_TASK_TIME_LIMIT): a read or decode that hangs, or a stalled storage "
+                "endpoint. Check the file and the storage, then `framefleet retry`"
+            )
+        else:
+            why = f"unexpected error in the task: {exc!s}"
+        for unit in units(self.job):
+            if unit not in self.settled:
                 self.record(
                     ItemResult(
-                        item=item,
+                        item=unit,
                         ok=False,
                         error=type(exc).__name__,
-                        message=f"{item}: unexpected error in the task: {exc!s}"[:2000],
+                        message=f"{unit}: {why}"[:2000],
                     )
                 )
 
 
 @contextmanager
-def guarded(task: Task, job: Message, task_name: str) -> Iterator[Guard | None]:
-    """Run a task body under a lease; yields None when the message is to be skipped."""
+def guarded(
+    task: Task, job: Message, task_name: str, fail: FailHook | None = None
+) -> Iterator[Guard | None]:
+    """Run a task body under a lease; yields None when the message is to be skipped.
+
+    ``fail`` records a failed video unit (images are recorded in the job directly).
+    """
     rt = runtime.current()
     lease_id = str(task.request.id or f"{job.job_id}:{job.kind}:{_number(job)}")
     queue = queue_name(job.model)
@@ -139,7 +199,7 @@ def guarded(task: Task, job: Message, task_name: str) -> Iterator[Guard | None]:
         yield None
         return
     rt.heartbeat.hold(lease_id)
-    guard = Guard(lease_id, job, params)
+    guard = Guard(lease_id, job, params, fail)
     release = True
     try:
         yield guard
@@ -163,7 +223,7 @@ def guarded(task: Task, job: Message, task_name: str) -> Iterator[Guard | None]:
             log.error("could not record the failure (%s); the lease is kept for a sweeper", again)
     finally:
         rt.heartbeat.drop(lease_id)
-        if release:
+        if release and not guard.handed_over:
             try:
                 rt.leases.release(lease_id)
             except BrokerError as exc:  # it expires; a sweeper resends it; redoing is harmless

@@ -21,13 +21,12 @@ from typing import Any, TypeVar
 
 from celery import Celery, Task
 
-from framefleet.core.errors import ItemsFailed, JobDecodeError, JobNotFound
-from framefleet.core.jobstate import JobStatus
+from framefleet.core.errors import ItemsFailed, JobDecodeError
 from framefleet.core.messages import ImageBatch, Message, VideoMerge, VideoPlan, VideoSegment
 from framefleet.inference.pipeline import ItemResult, run_image_batch
-from framefleet.queue import TASK_IMAGE_BATCH, task_options
+from framefleet.queue import TASK_IMAGE_BATCH
 from workers import runtime
-from workers.guard import Guard, guarded, report
+from workers.guard import Guard, guarded
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +80,6 @@ def _decode(cls: type[J], message: Any) -> J | None:
         return None
 
 
-def _cancelled(job: Message) -> bool:
-    try:
-        # A stopped job (cancelled, or failed as a whole) is final: its remaining work is skipped.
-        return runtime.current().jobs.status(job.job_id) in (JobStatus.CANCELLED, JobStatus.FAILED)
-    except JobNotFound:
-        log.error("dropped %s of unknown job %s (deleted, or another Redis)", job.kind, job.job_id)
-        return True
-
-
 def _settle(
     task: Task, job: Message, results: Iterable[ItemResult], guard: Guard
 ) -> dict[str, Any]:
@@ -126,8 +116,7 @@ def _settle(
     if retry:
         countdown = rt.settings.retry_backoff_s * 2**job.attempt
         log.warning("retrying %d item(s) of job %s in %.0f s", len(retry), job.job_id, countdown)
-        again = job.with_items(tuple(retry), job.attempt + 1)
-        raise task.retry(args=[again.encode()], countdown=countdown, **task_options(again))
+        raise guard.retry(task, job.with_items(tuple(retry), job.attempt + 1), countdown)
     if failed:
         shown = "; ".join(f"{r.item}: {r.error}" for r in failed[:3])
         more = f"; {len(failed) - 3} more" if len(failed) > 3 else ""
@@ -136,8 +125,3 @@ def _settle(
             f"reasons: framefleet status {job.job_id}"
         )
     return counts
-
-
-def _report(job_id: str) -> None:
-    """Write the job's report (`workers.video_tasks` calls it when a merge completes a job)."""
-    report(job_id)

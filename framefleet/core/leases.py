@@ -8,8 +8,12 @@ must exceed the longest task). A lease gives it back within about a minute inste
     {prefix}:job:{job}:crashes   hash   item -> starts that ended with no outcome (a dead process)
 
 - A task takes a lease on its message (`LeaseStore.acquire`) before it starts, and drops it
-  (`release`) once every item has an outcome or has been resent. The lease id is the Celery task id,
-  so Celery's own redelivery of a message (a pool child killed) takes over the same lease.
+  (`release`) once every item has an outcome. The lease id is the Celery task id, so Celery's own
+  redelivery of a message (a pool child killed) takes over the same lease.
+- A transient retry keeps the lease: `postpone` puts the retry message in it with a deadline past
+  the retry's countdown, and the retry (Celery keeps the task id) takes the same lease over when it
+  starts. A node that dies while it holds the delayed retry loses nothing: the lease expires and a
+  sweeper sends the retry message.
 - A `Heartbeat` thread in each worker process pushes the deadlines of the leases it holds forward
   every ``ttl / 3`` seconds.
 - Every worker sweeps on a timer (`claim_expired`): one Lua script moves the deadline of expired
@@ -63,6 +67,13 @@ for i = 4, #ARGV do
   end
 end
 return n
+"""
+
+# KEYS: leases lease   ARGV: id body deadline
+# Hands the lease to a delayed retry of its message: nobody holds it until the retry starts.
+_POSTPONE = """
+redis.call('HSET', KEYS[2], 'body', ARGV[2], 'holder', '', 'item', '')
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 """
 
 # KEYS: leases   ARGV: lease_prefix now new_deadline limit claimer
@@ -142,6 +153,7 @@ class LeaseStore:
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._claim = client.register_script(_CLAIM)
+        self._postpone = client.register_script(_POSTPONE)
         self._begin = client.register_script(_BEGIN_ITEM)
         self._end = client.register_script(_END_ITEM)
 
@@ -195,6 +207,17 @@ class LeaseStore:
             return pipe.execute()
 
         redisconn.call(drop, self.client, self.reconnect_s)
+
+    def postpone(self, lease_id: str, body: dict[str, Any], delay_s: float) -> None:
+        """Keep the lease for a retry of its message sent with a countdown of ``delay_s``.
+
+        The lease now carries the retry message (``body``), no holder renews it, and it expires
+        ``delay_s`` + ttl from now: the retry takes it over when it starts (same task id); if
+        the retry never starts (its node died), a sweeper sends ``body`` then.
+        """
+        keys = [self._index, self._lease_prefix + lease_id]
+        deadline = time.time() + delay_s + self.ttl_s
+        self._call(self._postpone, keys=keys, args=[lease_id, json.dumps(body), deadline])
 
     def claim_expired(self, claimer: str, limit: int = 100) -> list[ExpiredLease]:
         """Claim up to ``limit`` expired leases for ``claimer``; safe on many sweepers at once.
