@@ -16,6 +16,7 @@ from test_faults import LEASE_TTL_S, make_input
 
 from framefleet.core.errors import StorageError
 from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.leases import LeaseStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage.s3 import S3Storage
 from framefleet.services.redis import RedisServer
@@ -167,6 +168,55 @@ def test_s3_stopped_and_restarted_mid_job(
         assert_exactly_once(store, record, dst, keys)
         record_figure("SeaweedFS stopped, restarted 3 s later", "s3 restart", 1, record, fault_at)
         assert job.submitted.wait() == 0
+    finally:
+        server.stop()
+
+
+def test_node_killed_while_it_holds_a_delayed_retry(
+    settings: Settings, fleet: Fleet, tmp_path: Path, media_images: list[Path]
+) -> None:
+    # One batch whose reads fail transiently (S3 down): its retry is sent with a countdown and
+    # waits in node a's timer, unacknowledged. Node a is SIGKILLed during the countdown. The
+    # lease went to the retry message (it was not dropped), so once it expires node b's sweeper
+    # sends the retry: the job completes in seconds, not after Celery's visibility timeout.
+    settings = settings.with_(
+        batch_size=2, lease_ttl_s=LEASE_TTL_S, retry_backoff_s=3.0, max_retries=3
+    )
+    fleet.settings = settings
+    server = SeaweedServer(tmp_path / "seaweed").start()
+    try:
+        fleet.extra_env = server.env()
+        server.create_bucket("photos")
+        server.create_bucket("results")
+        src = S3Storage("s3://photos/", client=server.client())
+        keys = [path.name for path in media_images[:2]]
+        for path in media_images[:2]:
+            src.write_bytes(path.name, path.read_bytes())
+        submitted = Cli(fleet, "submit", "submit", "s3://photos/", "--out", "s3://results/run/")
+        job_id = submitted.first_line()
+        assert submitted.wait() == 0, submitted.stderr()
+        server.stop()  # before any worker runs: the first attempt fails transiently
+        node_a = fleet.start("a")
+        store = JobStore.from_url(settings.redis_url)
+        leases = LeaseStore(store.client)
+        deadline = time.monotonic() + 120
+        while not any(holder == "" for _, holder, _ in leases.held()):  # handed to the retry
+            assert time.monotonic() < deadline, node_a.log()[-3000:]
+            time.sleep(0.02)
+        node_a.kill()
+        fault_at = time.time()
+        assert "retrying 2 item(s)" in node_a.log()
+        server.start(same_ports=True)
+        node_b = fleet.start("b")
+        record = wait_for_job(store, job_id, timeout_s=120)
+        assert (record.status, record.failed) == (JobStatus.DONE, 0), dict(store.failures(job_id))
+        dst = S3Storage("s3://results/run/", client=server.client())
+        assert_exactly_once(store, record, dst, keys)
+        figure = record_figure(
+            "node SIGKILLed holding a delayed retry", "node SIGKILL", 1, record, fault_at
+        )
+        assert "sending its message again" in node_b.log()
+        assert figure.seconds_to_finish < 60
     finally:
         server.stop()
 
