@@ -16,13 +16,14 @@ from typing import TypeVar
 from celery import Celery
 
 from framefleet.core import defaults
-from framefleet.core.errors import ConfigError, PipelineError
+from framefleet.core.errors import ConfigError, JobFinished, PipelineError
 from framefleet.core.inputs import check_output, classify, first_media, input_listing, open_input
 from framefleet.core.jobstate import JobStatus, JobStore
 from framefleet.core.messages import ImageBatch, Message, VideoPlan
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
+from framefleet.core.summary import stop_job
 from framefleet.queue import send_jobs
 from framefleet.report import write_reports
 
@@ -116,6 +117,26 @@ def stopped(jobs: JobStore, job_id: str) -> bool:
         log.warning("job %s is %s (%s); listing stopped", job_id, record.status.value, record.error)
         return True
     return False
+
+
+def give_up(jobs: JobStore, job_id: str, error: str) -> None:
+    """End a job whose listing failed as ``failed`` with ``error``, and write its report (exact
+    counts: what was sent and has no outcome counts as cancelled). Never raises: the caller
+    re-raises the listing's own error."""
+    try:
+        stop_job(jobs, job_id, JobStatus.FAILED, error)
+        write_reports(jobs, job_id)
+    except JobFinished:  # stopped meanwhile (cancelled, failure budget): its report is written
+        pass
+    except PipelineError as exc:  # Redis or the output store down too
+        log.error(
+            "job %s: listing failed, and the job could not be closed or its report written: "
+            "%s; `framefleet cancel %s` closes it, `framefleet report %s` writes its report",
+            job_id,
+            exc,
+            job_id,
+            job_id,
+        )
 
 
 def submit(
@@ -223,7 +244,7 @@ def submit(
                 ended_early = True
                 break
     except PipelineError as exc:
-        jobs.fail(job_id, f"listing stopped after {items} items: {exc}")
+        give_up(jobs, job_id, f"listing stopped after {items} items: {exc}")
         raise
     # Complete already (every task finished, or nothing to do), or stopped while listing: the
     # report is (re)written with the final total.

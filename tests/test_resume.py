@@ -6,6 +6,7 @@ submission leave no item missing or counted twice."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -15,11 +16,11 @@ import cv2
 import numpy as np
 import pytest
 from faults import assert_exactly_once
-from fleet import REPO, Fleet, wait_for_job
+from fleet import REPO, Fleet, wait_for_job, wait_for_object
 from test_e2e import run_cli
 
 from framefleet.core.jobstate import JobStatus, JobStore
-from framefleet.core.outputs import result_key
+from framefleet.core.outputs import report_key, result_key
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 
@@ -65,6 +66,55 @@ def test_failure_budget_stops_the_job_and_drops_the_rest(
     time.sleep(2)  # what was queued is skipped by the worker, not run
     assert job_store.get(job_id).processed == record.processed
     assert "skipped" in fleet.workers[0].log()
+    assert_final_summary(job_store, job_id, tmp_path / "out", "failed", "stopped early")
+
+
+def assert_final_summary(
+    store: JobStore, job_id: str, out: Path, status: str, error: str
+) -> dict[str, object]:
+    """The stopped job's summary and report page exist, with the job's exact, frozen counts."""
+    record = store.get(job_id)
+    summary = json.loads(wait_for_object(open_storage(str(out)), report_key("summary.json")))
+    assert (summary["status"], summary["total"]) == (status, record.total)
+    assert (summary["done"], summary["failed"]) == (record.done, record.failed)
+    assert summary["done"] + summary["failed"] + summary["cancelled"] == record.total
+    assert error in summary["error"]
+    assert (out / "_framefleet" / "failures.jsonl").read_text().count("\n") == record.failed
+    wait_for_object(open_storage(str(out)), report_key("report.html"))
+    return summary
+
+
+def test_listing_that_fails_midway_ends_the_job_with_its_report(
+    settings: Settings, tmp_path: Path, job_store: JobStore
+) -> None:
+    # 130 small images, then a folder nested deeper than PATH_MAX: the first chunk of messages
+    # (128 images) is sent, then listing fails with a real OSError (ENAMETOOLONG).
+    src = open_storage(str(tmp_path / "in"))
+    for n in range(130):
+        src.write_bytes(f"a{n:03d}.jpg", tiny_jpeg(n))
+    fd = os.open(tmp_path / "in", os.O_RDONLY)
+    for _ in range(18):  # 18 x 251 bytes > 4096
+        os.mkdir("z" * 250, dir_fd=fd)
+        deeper = os.open("z" * 250, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    os.close(fd)
+    out = tmp_path / "out"
+    result = run_cli(settings.with_(batch_size=2), "submit", src.uri, "--out", str(out))
+    assert result.returncode != 0
+    assert "name too long" in result.stderr
+    job_id = job_store.recent(1)[0].job_id
+    record = job_store.get(job_id)
+    assert (record.status, record.total, record.listed) == (JobStatus.FAILED, 128, False)
+    summary = assert_final_summary(job_store, job_id, out, "failed", "listing stopped after 128")
+    assert summary["cancelled"] == 128  # no worker ran: every sent item is without an outcome
+
+
+def tiny_jpeg(seed: int) -> bytes:
+    image = np.random.default_rng(seed).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    ok, data = cv2.imencode(".jpg", image)
+    assert ok
+    return data.tobytes()
 
 
 def test_retry_reruns_only_the_failed_items(
