@@ -19,6 +19,7 @@ from framefleet.core import defaults
 from framefleet.core.errors import ConfigError, JobFinished, PipelineError
 from framefleet.core.inputs import check_output, classify, first_media, input_listing, open_input
 from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.listing import ProducerBeat, close_orphans
 from framefleet.core.messages import ImageBatch, Message, VideoPlan
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
@@ -217,38 +218,44 @@ def submit(
         params["max_failure_rate"] = settings.max_failure_rate
         params["min_failure_sample"] = settings.min_failure_sample
     job_id = jobs.create(src.uri, dst.uri, model, params=params)
-    on_created(job_id)
-    items = sent = 0
-    ended_early = False
-    listed = messages(
-        job_id,
-        src,
-        dst,
-        model,
-        settings.batch_size,
-        keys(),
-        engine,
-        settings.segment_seconds,
-        sampling,
-    )
-    try:
-        for chunk in chunks(listed, SEND_CHUNK):
-            count = sum(n for _, n in chunk)
-            # Before sending: the total never lags the outcomes. Numbered by the chunk's first
-            # message, so a call repeated after a dropped connection counts the chunk once.
-            jobs.add_items(job_id, count, message_no=sent)
-            send_jobs(app, [message for message, _ in chunk])
-            items += count
-            sent += len(chunk)
-            if stopped(jobs, job_id):  # one round trip per chunk
-                ended_early = True
-                break
-    except PipelineError as exc:
-        give_up(jobs, job_id, f"listing stopped after {items} items: {exc}")
-        raise
-    # Complete already (every task finished, or nothing to do), or stopped while listing: the
-    # report is (re)written with the final total.
-    if jobs.finish_listing(job_id) or ended_early:
+    with ProducerBeat(jobs, job_id):  # while it lists; a resubmission closes it if it dies
+        on_created(job_id)
+        try:
+            close_orphans(jobs, job_id)
+        except PipelineError as exc:  # only tidying: the new job goes on
+            log.warning("earlier jobs of this input were not checked for orphans: %s", exc)
+        items = sent = 0
+        ended_early = False
+        listed = messages(
+            job_id,
+            src,
+            dst,
+            model,
+            settings.batch_size,
+            keys(),
+            engine,
+            settings.segment_seconds,
+            sampling,
+        )
+        try:
+            for chunk in chunks(listed, SEND_CHUNK):
+                count = sum(n for _, n in chunk)
+                # Before sending: the total never lags the outcomes. Numbered by the chunk's first
+                # message, so a call repeated after a dropped connection counts the chunk once.
+                jobs.add_items(job_id, count, message_no=sent)
+                send_jobs(app, [message for message, _ in chunk])
+                items += count
+                sent += len(chunk)
+                if stopped(jobs, job_id):  # one round trip per chunk
+                    ended_early = True
+                    break
+        except PipelineError as exc:
+            give_up(jobs, job_id, f"listing stopped after {items} items: {exc}")
+            raise
+        # Complete already (every task finished, or nothing to do), or stopped while listing:
+        # the report is (re)written with the final total.
+        complete = jobs.finish_listing(job_id)
+    if complete or ended_early:
         write_reports(jobs, job_id)
     log.info("job %s: %d items in %d messages, %d skipped", job_id, items, sent, skipped)
     return Submission(job_id=job_id, items=items, skipped=skipped, messages=sent)

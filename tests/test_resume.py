@@ -229,8 +229,18 @@ def test_producer_killed_mid_listing_then_submitted_again(
         producer.wait()
     orphan = job_store.get(first_id)
     assert (orphan.listed, orphan.total) == (False, 120), orphan  # counted, half never sent
+    listed = run_cli(settings, "jobs").stdout
+    assert f"{first_id}  listing (producer gone)" in listed, listed
     again = run_cli(settings, "submit", src.uri, "--out", out)
     assert again.returncode == 0, again.stderr
-    record = wait_for_job(job_store, again.stdout.splitlines()[0].strip(), timeout_s=240)
+    second_id = again.stdout.splitlines()[0].strip()
+    # The orphan is closed by the resubmission, with a reason naming the job that took over.
+    closed = job_store.get(first_id)
+    assert closed.status is JobStatus.CANCELLED
+    assert "producer stopped while listing" in closed.error
+    assert f"superseded by job {second_id}" in closed.error
+    assert closed.done + closed.failed + closed.cancelled == closed.total
+    assert f"closed job {first_id}" in again.stderr
+    record = wait_for_job(job_store, second_id, timeout_s=240)
     assert (record.status, record.total, record.done, record.failed) == (JobStatus.DONE, 120, 120, 0)
     assert_exactly_once(job_store, record, open_storage(out), keys)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from framefleet.cli.base import HELP_EPILOG, _exits, main
 from framefleet.core.settings import Settings
+
+if TYPE_CHECKING:
+    from framefleet.core.jobstate import JobRecord, JobStore
 
 
 @main.command(epilog=HELP_EPILOG)
@@ -51,7 +55,8 @@ def jobs(settings: Settings, limit: int) -> None:
     """Recent jobs, newest first: id, state, counts, model, creation time and input."""
     from framefleet.core.jobstate import JobStore
 
-    records = JobStore.from_url(settings.redis_url).recent(limit)
+    store = JobStore.from_url(settings.redis_url)
+    records = store.recent(limit)
     if not records:
         click.echo(
             f"no jobs in Redis at {settings.redis_url}; submit one with "
@@ -62,7 +67,7 @@ def jobs(settings: Settings, limit: int) -> None:
     rows = [
         (
             r.job_id,
-            r.status.value,
+            _state(store, r),
             f"{r.done}/{r.total}{'' if r.listed else '+'}",
             str(r.failed),
             r.model,
@@ -76,6 +81,17 @@ def jobs(settings: Settings, limit: int) -> None:
     for row in [header, *rows]:
         cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
         click.echo("  ".join([*cells, row[-1]]))
+
+
+def _state(store: JobStore, record: JobRecord) -> str:
+    """The job's status; a job left listing by a producer that died says so (submitting the
+    same input, output and model again closes it)."""
+    from framefleet.core.jobstate import JobStatus
+    from framefleet.core.listing import producer_gone
+
+    if record.status is JobStatus.LISTING and producer_gone(store, record.job_id):
+        return "listing (producer gone)"
+    return record.status.value
 
 
 @main.command(epilog=HELP_EPILOG)
