@@ -18,6 +18,7 @@ from framefleet.core.errors import StorageError
 from framefleet.core.jobstate import JobStatus, JobStore
 from framefleet.core.leases import LeaseStore
 from framefleet.core.settings import Settings
+from framefleet.core.storage import open_storage
 from framefleet.core.storage.s3 import S3Storage
 from framefleet.services.redis import RedisServer
 from framefleet.services.seaweed import SeaweedServer
@@ -89,8 +90,6 @@ def test_redis_restarted_mid_job(
         assert watching.wait() == 0, watching.stderr()
         record = store.get(job_id)
         assert (record.status, record.failed) == (JobStatus.DONE, 0), record
-        from framefleet.core.storage import open_storage
-
         assert_exactly_once(store, record, open_storage(out), keys)
         figure = record_figure(
             "Redis restarted (AOF), down 5 s", "redis restart", 1, record, fault_at
@@ -217,6 +216,48 @@ def test_node_killed_while_it_holds_a_delayed_retry(
         )
         assert "sending its message again" in node_b.log()
         assert figure.seconds_to_finish < 60
+    finally:
+        server.stop()
+
+
+def test_a_read_that_hangs_is_failed_at_the_time_limit(
+    settings: Settings, fleet: Fleet, tmp_path: Path, media_images: list[Path]
+) -> None:
+    # The S3 endpoint hangs (SIGSTOP: TCP connects succeed, no answer ever comes) before the
+    # worker starts, so the first item's read blocks until the task's soft time limit (10 s of
+    # a 40 s limit; boto3's own read timeout is 60 s). That item is failed with the reason and
+    # the job goes on: the endpoint is thawed and the other items are done.
+    settings = settings.with_(batch_size=1, task_time_limit_s=40, lease_ttl_s=LEASE_TTL_S)
+    fleet.settings = settings
+    server = SeaweedServer(tmp_path / "seaweed").start()
+    try:
+        fleet.extra_env = server.env()
+        server.create_bucket("photos")
+        src = S3Storage("s3://photos/", client=server.client())
+        keys = [path.name for path in media_images[:3]]
+        for path in media_images[:3]:
+            src.write_bytes(path.name, path.read_bytes())
+        out = tmp_path / "out"
+        submitted = Cli(fleet, "submit", "submit", "s3://photos/", "--out", str(out))
+        job_id = submitted.first_line()
+        assert submitted.wait() == 0, submitted.stderr()
+        server.pause()
+        fault_at = time.time()
+        fleet.start("h")
+        store = JobStore.from_url(settings.redis_url)
+        wait_for_job(store, job_id, timeout_s=120, until=lambda r: r.failed >= 1)
+        hung_s = time.time() - fault_at
+        server.resume()
+        record = wait_for_job(store, job_id, timeout_s=120)
+        assert (record.status, record.done, record.failed) == (JobStatus.DONE, 2, 1), record
+        ((item, reason),) = store.failures(job_id)
+        assert reason["error"] == "SoftTimeLimitExceeded", reason
+        assert "soft time limit" in reason["message"], reason
+        assert item in reason["message"], reason
+        assert "FRAMEFLEET_TASK_TIME_LIMIT" in reason["message"]
+        assert hung_s >= 10  # it really hung until the limit
+        assert_exactly_once(store, record, open_storage(str(out)), keys)
+        record_figure("S3 read hanging (endpoint frozen)", "hung read", 1, record, fault_at)
     finally:
         server.stop()
 

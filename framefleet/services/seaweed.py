@@ -149,6 +149,7 @@ class SeaweedServer:
         if process is not None:
             try:
                 os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, signal.SIGCONT)  # a paused server acts on it now
                 process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
@@ -158,6 +159,17 @@ class SeaweedServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections are still accepted by the kernel, but no
+        request is answered, as with a hung endpoint. `resume` thaws it."""
+        if self._process is not None:
+            os.killpg(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a paused server (SIGCONT)."""
+        if self._process is not None:
+            os.killpg(self._process.pid, signal.SIGCONT)
 
     def env(self) -> dict[str, str]:
         """Environment variables that point boto3 (and so `open_storage`) at this server."""
