@@ -125,3 +125,8 @@ def freeze_node_holding(
             os.killpg(node.pid, signal.SIGCONT)  # it finished that item just before the stop
         time.sleep(0.02)
     raise AssertionError(f"node {node.pid} never held a lease on a wanted item")
+
+
+def thaw(node: LoggedProcess) -> None:
+    """SIGCONT the process group of a node frozen by `freeze_node_holding`."""
+    os.killpg(node.pid, signal.SIGCONT)

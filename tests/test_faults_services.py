@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from faults import assert_exactly_once, record_figure
+from faults import assert_exactly_once, freeze_node_holding, record_figure, thaw
 from fleet import REPO, Fleet, wait_for_job
 from test_faults import LEASE_TTL_S, make_input
 
@@ -74,16 +74,20 @@ def test_redis_restarted_mid_job(
     try:
         settings = settings.with_(redis_url=server.url, batch_size=2, lease_ttl_s=LEASE_TTL_S)
         fleet.settings = settings
-        src, keys = make_input(tmp_path / "in", media_images, copies=3)
+        src, keys = make_input(tmp_path / "in", media_images, copies=2)
         out = str(tmp_path / "out")
-        fleet.start("r", "--concurrency", "2")
+        worker = fleet.start("r", "--concurrency", "2")
         waiting = Cli(fleet, "submit", "submit", src.uri, "--out", out, "--wait")
         job_id = waiting.first_line()
         watching = Cli(fleet, "watch", "status", job_id, "--watch")
         store = JobStore.from_url(server.url, reconnect_s=60)
-        wait_progress(store, job_id, len(keys) // 5)
+        wait_progress(store, job_id, 2)
+        # Frozen while it holds a lease, the worker cannot finish the job before the outage; it
+        # is thawed into the outage, so it rides it out like the CLIs.
+        freeze_node_holding(LeaseStore(store.client), worker, lambda item: True)
         server.stop()
         fault_at = time.time()
+        thaw(worker)
         time.sleep(5)
         server.start()
         assert waiting.wait() == 0, waiting.stderr()
@@ -105,7 +109,8 @@ def test_redis_restarted_mid_job(
 
 class S3Job:
     """A SeaweedFS of the test's own with 30 images under s3://photos/, a worker node on it, and
-    a job submitted through the CLI to s3://results/run/."""
+    a job submitted through the CLI to s3://results/run/. `outage` stops the server while the
+    worker holds a lease, so the job cannot have ended before it, however fast the machine."""
 
     def __init__(self, tmp_path: Path, fleet: Fleet, images: list[Path], name: str) -> None:
         self.server = SeaweedServer(tmp_path / "seaweed").start()
@@ -126,12 +131,21 @@ class S3Job:
             for path in images:
                 src.write_bytes(f"set{n}/{path.name}", path.read_bytes())
                 self.keys.append(f"set{n}/{path.name}")
-        fleet.start(name, "--concurrency", "2")
+        self.worker = fleet.start(name, "--concurrency", "2")
         self.submitted = Cli(
             fleet, "submit", "submit", "s3://photos/", "--out", "s3://results/run/"
         )
         self.job_id = self.submitted.first_line()
         self.store = JobStore.from_url(fleet.settings.redis_url)
+
+    def outage(self) -> float:
+        """Stop the S3 server mid-job (the worker frozen meanwhile); the wall time it stopped."""
+        wait_progress(self.store, self.job_id, 2)
+        freeze_node_holding(LeaseStore(self.store.client), self.worker, lambda item: True)
+        self.server.stop()
+        stopped_at = time.time()
+        thaw(self.worker)
+        return stopped_at
 
 
 def wait_readable(dst: S3Storage, job_id: str, store: JobStore, timeout_s: float = 60) -> None:
@@ -157,9 +171,7 @@ def test_s3_stopped_and_restarted_mid_job(
     job = S3Job(tmp_path, fleet, media_images, "s")
     server, dst, keys, job_id, store = job.server, job.dst, job.keys, job.job_id, job.store
     try:
-        wait_progress(store, job_id, len(keys) // 5)
-        server.stop()
-        fault_at = time.time()
+        fault_at = job.outage()
         time.sleep(3)
         server.start(same_ports=True)
         record = wait_for_job(store, job_id, timeout_s=180)
@@ -271,9 +283,7 @@ def test_s3_gone_for_good(
     job = S3Job(tmp_path, fleet, media_images, "g")
     server, dst, keys, job_id, store = job.server, job.dst, job.keys, job.job_id, job.store
     try:
-        wait_progress(store, job_id, 4)
-        server.stop()
-        fault_at = time.time()
+        fault_at = job.outage()
         record = wait_for_job(store, job_id, timeout_s=180)
         assert record.status is JobStatus.DONE
         assert record.failed > 0
