@@ -19,6 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from framefleet.core.followstate import FollowInfo
 from framefleet.core.jobstate import JobRecord, JobStatus, JobStore, VideoProgress
 
 MAX_VIDEO_ROWS = 5
@@ -223,14 +224,37 @@ def watch(
         record = jobs.get(job_id)
 
 
-def status_block(record: JobRecord) -> str:
-    """Everything `framefleet status` prints about one job."""
+def follow_lines(info: FollowInfo, now: float | None = None) -> list[str]:
+    """What `status` adds for a job that follows its input (`submit --follow`)."""
+    now = time.time() if now is None else now
+    if info.following:
+        ago = f", last listed {_duration(now - info.beat)} ago" if info.beat else ""
+        limits = [f"until {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(info.until))}"]
+        limits = (limits if info.until else []) + (
+            [f"at most {info.max_items} items"] if info.max_items else []
+        )
+        state = f"following every {info.interval_s:g} s{ago}" + "".join(f", {x}" for x in limits)
+    else:
+        state = f"closed ({info.reason})" if info.reason else "closed"
+    lag = (
+        f"lag       arrival to result p50 {info.lag_p50_s:.2f} s, p95 {info.lag_p95_s:.2f} s "
+        f"(last {info.lags} items)"
+        if info.lag_p50_s is not None and info.lag_p95_s is not None
+        else "lag       (no result yet)"
+    )
+    rewrites = f", {info.rewrites} of them rewrites" if info.rewrites else ""
+    return [f"follow    {state}", f"seen      {info.seen} items{rewrites}", lag]
+
+
+def status_block(record: JobRecord, follow: FollowInfo | None = None) -> str:
+    """Everything `framefleet status` prints about one job (and its follow state, if any)."""
+    listing = " so far (following)" if follow and follow.following else " so far (still listing)"
     lines = [
         f"job       {record.job_id}  ({record.status.value})",
         f"model     {record.model}",
         f"input     {record.input_uri}",
         f"output    {record.output_uri}",
-        f"items     {record.total}{'' if record.listed else ' so far (still listing)'}: "
+        f"items     {record.total}{'' if record.listed else listing}: "
         f"{record.done} done, {record.failed} failed, {_left(record)}",
         f"elapsed   {_duration(record.elapsed_s())}   "
         f"ETA {_duration(eta_s(record)) if not record.finished else '-'}",
@@ -251,14 +275,20 @@ def status_block(record: JobRecord) -> str:
             )
         if len(record.videos) > MAX_VIDEO_ROWS:
             lines.append(f"  ... {len(record.videos) - MAX_VIDEO_ROWS} more videos")
+    if follow is not None:
+        lines += follow_lines(follow)
     if record.error:
         lines.append(f"error     {record.error}")
     return "\n".join(lines)
 
 
-def summary_table(record: JobRecord, failures: list[tuple[str, dict[str, object]]]) -> str:
-    """Per-class counts, failures with reasons, and throughput."""
-    lines = [status_block(record), "", "detections per class:"]
+def summary_table(
+    record: JobRecord,
+    failures: list[tuple[str, dict[str, object]]],
+    follow: FollowInfo | None = None,
+) -> str:
+    """Per-class counts, failures with reasons, and throughput (and the follow state, if any)."""
+    lines = [status_block(record, follow), "", "detections per class:"]
     if record.classes:
         width = max(len(name) for name in record.classes)
         lines += [f"  {name:<{width}}  {count:>6}" for name, count in record.classes.items()]

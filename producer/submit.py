@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from celery import Celery
 
@@ -62,13 +62,15 @@ def messages(
     engine: str = "",
     segment_seconds: float = defaults.SEGMENT_SECONDS,
     sampling: Sampling | None = None,
+    first_no: int = 0,
 ) -> Iterator[tuple[Message, int]]:
     """(message, item count) for ``keys``: images in batches of ``batch_size``, one plan per
     video (a worker probes it and splits it into segments of ``segment_seconds``, inferring the
-    frames ``sampling`` picks); ``engine`` is the job's own engine choice (empty: the worker's)."""
+    frames ``sampling`` picks); ``engine`` is the job's own engine choice (empty: the worker's).
+    Image batches are numbered from ``first_no``."""
     sampling = sampling or Sampling()
     batch: list[str] = []
-    n = 0
+    n = first_no
 
     def flush() -> tuple[Message, int]:
         nonlocal n
@@ -140,6 +142,35 @@ def give_up(jobs: JobStore, job_id: str, error: str) -> None:
         )
 
 
+def check_model(settings: Settings, model: str, engine: str) -> None:
+    """Raise unless ``model`` is in the registry and ``engine`` (if any) is known.
+
+    Raises:
+        UnknownModelError: ``model`` is not in the registry.
+        ConfigError: unknown engine.
+    """
+    settings.registry().get(model)
+    if engine and engine not in defaults.ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(defaults.ENGINES)}")
+
+
+def job_params(settings: Settings, engine: str, force: bool, sampling: Sampling) -> dict[str, Any]:
+    """The job's parameters, as its record keeps them and the workers read them."""
+    params: dict[str, Any] = {
+        "batch_size": settings.batch_size,
+        "segment_seconds": settings.segment_seconds,
+        "sampling": sampling.to_json(),
+    }
+    if engine:
+        params["engine"] = engine
+    if force:
+        params["force"] = True
+    if settings.max_failure_rate < 1:  # read by the workers' budget check (core.control)
+        params["max_failure_rate"] = settings.max_failure_rate
+        params["min_failure_sample"] = settings.min_failure_sample
+    return params
+
+
 def submit(
     settings: Settings,
     app: Celery,
@@ -175,9 +206,7 @@ def submit(
         StorageError: the input cannot be listed (missing bucket, unreachable endpoint...).
         BrokerError: Redis is unreachable.
     """
-    settings.registry().get(model)
-    if engine and engine not in defaults.ENGINES:
-        raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(defaults.ENGINES)}")
+    check_model(settings, model, engine)
     (src, single), dst = open_input(input_uri), open_storage(output_uri)
     check_output(src, dst, single is not None)
     listing = input_listing(src, dst, single)
@@ -205,18 +234,7 @@ def submit(
     jobs = JobStore.from_url(settings.redis_url)
     jobs.reconnect_s = settings.redis_wait_s  # fail fast at first, then ride out a restart
     sampling = sampling or Sampling()
-    params: dict[str, object] = {
-        "batch_size": settings.batch_size,
-        "segment_seconds": settings.segment_seconds,
-        "sampling": sampling.to_json(),
-    }
-    if engine:
-        params["engine"] = engine
-    if force:
-        params["force"] = True
-    if settings.max_failure_rate < 1:  # read by the workers' budget check (core.control)
-        params["max_failure_rate"] = settings.max_failure_rate
-        params["min_failure_sample"] = settings.min_failure_sample
+    params = job_params(settings, engine, force, sampling)
     job_id = jobs.create(src.uri, dst.uri, model, params=params)
     with ProducerBeat(jobs, job_id):  # while it lists; a resubmission closes it if it dies
         on_created(job_id)

@@ -160,6 +160,21 @@ def test_list(filled: Storage, prefix: str, suffixes: Any, expected: list[str]) 
     assert all(obj.size == len(OBJECTS[obj.key]) for obj in found)
 
 
+def test_list_tags_change_with_the_content_and_start_after_skips(storage: Storage) -> None:
+    # What `submit --follow` relies on: a rewrite changes the tag (ETag, size:mtime_ns, checksum);
+    # start_after lists only the keys after a cursor (S3: ListObjectsV2 StartAfter).
+    storage.write_bytes("a.jpg", b"first")
+    storage.write_bytes("b/c.jpg", b"other")
+    before = {obj.key: obj.tag for obj in storage.list()}
+    storage.write_bytes("a.jpg", b"second content")
+    after = {obj.key: obj.tag for obj in storage.list()}
+    assert before["a.jpg"]
+    assert before["a.jpg"] != after["a.jpg"]
+    assert before["b/c.jpg"] == after["b/c.jpg"]
+    assert [obj.key for obj in storage.list(start_after="a.jpg")] == ["b/c.jpg"]
+    assert [obj.key for obj in storage.list(start_after="b/c.jpg")] == []
+
+
 def test_list_is_lazy(filled: Storage) -> None:
     listing = filled.list()
     assert isinstance(listing, Iterator)

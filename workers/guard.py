@@ -32,6 +32,7 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from framefleet.core.errors import BrokerError, ItemsFailed
+from framefleet.core.followstate import FollowStore
 from framefleet.core.messages import ImageBatch, Message
 from framefleet.inference.pipeline import ItemResult, worker_id
 from framefleet.queue import queue_name, task_options
@@ -93,10 +94,14 @@ class Guard:
                 )
             )
             return False
-        if self.resume and (done := self._existing(item)) is not None:
+        if self.resume and (done := self._existing(item)) is not None and not self._rewritten(item):
             self.record(done)
             return False
         return True
+
+    def _rewritten(self, item: str) -> bool:
+        """True if a following job saw ``item`` rewritten: its outputs are of the old content."""
+        return FollowStore(self.rt.jobs).is_redo(self.job.job_id, item)
 
     def _existing(self, item: str) -> ItemResult | None:
         """The item's complete outputs from an earlier run, if any (resume)."""

@@ -18,6 +18,7 @@ import cv2
 from framefleet.core import redisconn
 from framefleet.core.control import JobControl
 from framefleet.core.errors import PipelineError
+from framefleet.core.followstate import FollowStore
 from framefleet.core.jobstate import JobStore
 from framefleet.core.leases import Heartbeat, LeaseStore
 from framefleet.core.modelstore import ModelStore
@@ -25,6 +26,7 @@ from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 from framefleet.inference.loaded import ModelCache
 from framefleet.inference.pipeline import IoThreads, worker_id
+from workers.followlag import FollowLag
 from workers.observers import Observers
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,7 @@ def init_process(settings: Settings, models: tuple[str, ...]) -> WorkerRuntime:
         heartbeat=Heartbeat(leases, holder=worker_id()),
         control=JobControl(jobs),
     )
+    _runtime.observers.add(FollowLag(FollowStore(jobs)))
     if settings.metrics_port:  # `framefleet worker` serves them from the parent (workers.metrics)
         from workers.metrics import PrometheusObserver
 

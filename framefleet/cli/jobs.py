@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_report: bool) -> None:
     """Counts, throughput, ETA and failures of JOB_ID."""
     from framefleet.cli.follow import follow, warn_if_no_worker
+    from framefleet.core.followstate import FollowStore
     from framefleet.core.jobstate import JobStore
     from framefleet.report import write_reports
     from producer.progress import summary_table
@@ -40,10 +41,14 @@ def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_rep
     if write_report:
         click.echo(f"report: {write_reports(jobs, job_id)}", err=True)
         record = jobs.get(job_id)
+    following = FollowStore(jobs).get(job_id)  # None unless it was submitted with --follow
     if as_json:
-        click.echo(json.dumps(record.to_json(), indent=2))
+        data = record.to_json()
+        if following is not None:
+            data["follow"] = following.to_json()
+        click.echo(json.dumps(data, indent=2))
     else:
-        click.echo(summary_table(record, list(jobs.failures(job_id))))
+        click.echo(summary_table(record, list(jobs.failures(job_id)), following))
     warn_if_no_worker(settings, jobs, record)
 
 
@@ -101,15 +106,32 @@ def _state(store: JobStore, record: JobRecord) -> str:
 def cancel(settings: Settings, job_id: str) -> None:
     """Cancel JOB_ID at once: its counts freeze (done, failed, cancelled), workers skip its
     remaining tasks, and its summary and report are written. A job that already ended (done,
-    failed, cancelled) is final: cancel says so and exits 3."""
+    failed, cancelled) is final: cancel says so and exits 3.
+
+    A job that follows its input (submit --follow) is closed instead: no new objects, the
+    items already enqueued finish, and it ends done with exact counts; cancel it again to stop
+    it at once."""
     from framefleet.core.errors import PipelineError
+    from framefleet.core.followstate import FollowStore
     from framefleet.core.jobstate import JobStore
     from framefleet.core.outputs import report_key
     from framefleet.core.storage import join_uri
     from framefleet.core.summary import stop_job
+    from framefleet.queue import create_app
     from framefleet.report import write_reports
+    from producer.follow import Follower
 
     jobs = JobStore.from_url(settings.redis_url)
+    if FollowStore(jobs).is_open(job_id):
+        record = Follower.of_job(create_app(settings), jobs, jobs.get(job_id)).close(
+            "closed by framefleet cancel"
+        )
+        click.echo(
+            f"closed {job_id} for new objects: {record.total} items, {record.done} done, "
+            f"{record.failed} failed so far; the rest finish, then it ends ({record.status.value})."
+            f" `framefleet cancel {job_id}` again stops it at once"
+        )
+        return
     record = stop_job(jobs, job_id)  # the summary is written before anything can go wrong
     click.echo(
         f"cancelled {job_id}: {record.done} done, {record.failed} failed, "

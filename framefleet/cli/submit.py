@@ -15,6 +15,7 @@ from framefleet.cli.base import (
     main,
     model_option,
 )
+from framefleet.cli.streaming import Duration, Until, run_follow
 from framefleet.core.settings import Settings
 
 
@@ -84,6 +85,36 @@ from framefleet.core.settings import Settings
     help="Redo images whose outputs already exist and are complete (by default they count as "
     "done without running, so submitting again resumes).",
 )
+@click.option(
+    "--follow",
+    "follow_input",
+    is_flag=True,
+    help="Keep listing INPUT_URI and enqueue new (or rewritten) objects as they land; the job "
+    "stays open until --until, --max-items or `framefleet cancel` closes it. The same command "
+    "started again resumes it.",
+)
+@click.option(
+    "--interval",
+    type=Duration(),
+    default="10s",
+    show_default=True,
+    envvar="FRAMEFLEET_FOLLOW_INTERVAL",
+    show_envvar=True,
+    help="--follow: time between listings (10s, 500ms, 2m).",
+)
+@click.option(
+    "--until",
+    type=Until(),
+    default=None,
+    help="--follow: close the job at this time (2026-11-25T18:00:00Z, UTC without a zone) or "
+    "after this long (30m, 8h).",
+)
+@click.option(
+    "--max-items",
+    type=click.IntRange(1),
+    default=None,
+    help="--follow: close the job once this many items (rewrites included) were enqueued.",
+)
 @click.option("--dry-run", is_flag=True, help="List what would be submitted; enqueue nothing.")
 @click.option("--wait", is_flag=True, help="Show live progress and wait for the job to finish.")
 @click.pass_obj
@@ -102,6 +133,10 @@ def submit(
     max_failure_rate: float | None,
     min_failure_sample: int | None,
     force: bool,
+    follow_input: bool,
+    interval: float,
+    until: float | None,
+    max_items: int | None,
     dry_run: bool,
     wait: bool,
 ) -> None:
@@ -122,6 +157,24 @@ def submit(
     )
     sampling = Sampling(every=every, fps=sample_fps or 0.0, skip_static=skip_static)
     model = model or settings.registry().default
+    if follow_input:
+        if dry_run or wait:
+            raise click.UsageError("--follow runs in the foreground: no --dry-run or --wait")
+        run_follow(
+            settings,
+            input_uri,
+            output_uri,
+            model,
+            interval_s=interval,
+            until=until,
+            max_items=max_items,
+            engine=engine or "",
+            force=force,
+            sampling=sampling,
+        )
+        return
+    if until is not None or max_items is not None:
+        raise click.UsageError("--until and --max-items close a --follow job; add --follow")
 
     def show(key: str, kind: str) -> None:
         if dry_run:

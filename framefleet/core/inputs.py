@@ -29,11 +29,11 @@ def classify(key: str) -> str:
     return "skip"
 
 
-def input_keys(src: Storage, dst: Storage) -> Iterator[StorageObject]:
-    """Keys under ``src``, minus anything under ``dst`` when the output lies inside the input
-    (so a rerun never treats last run's outputs as inputs)."""
+def input_keys(src: Storage, dst: Storage, start_after: str = "") -> Iterator[StorageObject]:
+    """Keys under ``src`` (after ``start_after``, if given), minus anything under ``dst`` when the
+    output lies inside the input (so a rerun never treats last run's outputs as inputs)."""
     inner = dst.uri[len(src.uri) :] if dst.uri.startswith(src.uri) else None
-    for obj in src.list():
+    for obj in src.list(start_after=start_after):
         if is_report_key(obj.key) or (inner is not None and obj.key.startswith(inner)):
             continue
         yield obj

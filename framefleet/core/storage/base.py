@@ -39,10 +39,15 @@ class StorageObject:
     Attributes:
         key: Path relative to the storage root, ``/``-separated, e.g. ``"cats/001.jpg"``.
         size: Size in bytes.
+        tag: What changes when the content is rewritten: the S3 ETag, ``size:mtime_ns`` for a
+            local file, a checksum in memory; ``""`` where unknown.
+        modified: When the object was last written, seconds since the epoch (0.0: unknown).
     """
 
     key: str
     size: int
+    tag: str = ""
+    modified: float = 0.0
 
 
 class Storage(ABC):
@@ -103,7 +108,7 @@ class Storage(ABC):
 
     @abstractmethod
     def list(
-        self, prefix: str = "", suffixes: Iterable[str] | None = None
+        self, prefix: str = "", suffixes: Iterable[str] | None = None, start_after: str = ""
     ) -> Iterator[StorageObject]:
         """Yield every object under the root whose key starts with ``prefix``, sorted by key.
 
@@ -116,6 +121,8 @@ class Storage(ABC):
             prefix: Key prefix, S3-style: ``"cats/"`` or a partial name such as ``"cats/00"``.
             suffixes: Keep only keys ending with one of these, compared case-insensitively
                 (``".jpg"`` matches ``"A.JPG"``). None keeps everything.
+            start_after: Only keys sorting after this one (S3 asks the server, ListObjectsV2
+                ``StartAfter``; the others skip the keys before it); ``""``: all.
 
         Raises:
             BucketNotFound: The S3 bucket does not exist.

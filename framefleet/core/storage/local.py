@@ -145,18 +145,20 @@ class LocalStorage(Storage):
         return self.path_for(key).is_file()
 
     def list(
-        self, prefix: str = "", suffixes: Iterable[str] | None = None
+        self, prefix: str = "", suffixes: Iterable[str] | None = None, start_after: str = ""
     ) -> Iterator[StorageObject]:
         """Walk the folder lazily, one directory in memory at a time; see `Storage.list`."""
         folder, _, name_prefix = check_prefix(prefix).rpartition("/")
-        return self._iterate(folder, name_prefix, suffix_matcher(suffixes))
+        return self._iterate(folder, name_prefix, suffix_matcher(suffixes), start_after)
 
     def _iterate(
-        self, folder: str, name_prefix: str, wanted: tuple[str, ...] | None
+        self, folder: str, name_prefix: str, wanted: tuple[str, ...] | None, start_after: str
     ) -> Iterator[StorageObject]:
         start = self.root / folder if folder else self.root
         try:
-            yield from _walk(start, folder + "/" if folder else "", name_prefix, wanted)
+            for obj in _walk(start, folder + "/" if folder else "", name_prefix, wanted):
+                if obj.key > start_after:
+                    yield obj
         except OSError as exc:
             raise self._translate(exc, "list", folder) from exc
 
@@ -218,7 +220,8 @@ def _walk(
             yield from _walk(Path(entry.path), base + name, "", wanted)
         elif entry.is_file() and matches(name, wanted):
             try:
-                size = entry.stat().st_size
+                stat = entry.stat()
             except FileNotFoundError:
                 continue  # deleted since the scan: it is no longer an object
-            yield StorageObject(key=base + name, size=size)
+            tag = f"{stat.st_size}:{stat.st_mtime_ns}"
+            yield StorageObject(base + name, stat.st_size, tag, stat.st_mtime)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mimetypes
 import threading
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -151,24 +152,28 @@ class MemoryStorage(Storage):
             return full in self._store.objects
 
     def list(
-        self, prefix: str = "", suffixes: Iterable[str] | None = None
+        self, prefix: str = "", suffixes: Iterable[str] | None = None, start_after: str = ""
     ) -> Iterator[StorageObject]:
         """Yield from a sorted snapshot of the keys; see `Storage.list`."""
         start = self._prefix + check_prefix(prefix)
         wanted = suffix_matcher(suffixes)
-        return self._iterate(start, wanted)
+        return self._iterate(start, wanted, self._prefix + start_after if start_after else "")
 
-    def _iterate(self, start: str, wanted: tuple[str, ...] | None) -> Iterator[StorageObject]:
+    def _iterate(
+        self, start: str, wanted: tuple[str, ...] | None, after: str
+    ) -> Iterator[StorageObject]:
         # A generator, so faults and errors surface on the first next(), as with S3.
         self._store.maybe_fail("list")
         with self._store.lock:
             snapshot = sorted(
-                (k, len(v)) for k, v in self._store.objects.items() if k.startswith(start)
+                (k, len(v), zlib.crc32(v))
+                for k, v in self._store.objects.items()
+                if k.startswith(start) and k > after
             )
-        for full, size in snapshot:
+        for full, size, crc in snapshot:
             key = full[len(self._prefix) :]
             if matches(key, wanted):
-                yield StorageObject(key=key, size=size)
+                yield StorageObject(key=key, size=size, tag=f"{size}:{crc:08x}")
 
     def _full_key(self, key: str) -> str:
         return self._prefix + check_key(key)

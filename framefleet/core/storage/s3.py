@@ -256,22 +256,34 @@ class S3Storage(Storage):
         return True
 
     def list(
-        self, prefix: str = "", suffixes: Iterable[str] | None = None
+        self, prefix: str = "", suffixes: Iterable[str] | None = None, start_after: str = ""
     ) -> Iterator[StorageObject]:
         """Page through ListObjectsV2 ``page_size`` keys at a time; see `Storage.list`."""
         start = self.prefix + check_prefix(prefix)
-        return self._iterate(start, suffix_matcher(suffixes))
+        return self._iterate(start, suffix_matcher(suffixes), start_after)
 
-    def _iterate(self, start: str, wanted: tuple[str, ...] | None) -> Iterator[StorageObject]:
+    def _iterate(
+        self, start: str, wanted: tuple[str, ...] | None, start_after: str
+    ) -> Iterator[StorageObject]:
+        extra = {"StartAfter": self.prefix + start_after} if start_after else {}
         with self._errors("list", start[len(self.prefix) :]):
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=start, PaginationConfig={"PageSize": self.page_size}
+                Bucket=self.bucket,
+                Prefix=start,
+                PaginationConfig={"PageSize": self.page_size},
+                **extra,
             )
             for page in pages:
                 for entry in page.get("Contents", ()):
                     key: str = entry["Key"][len(self.prefix) :]
                     if key and not key.endswith("/") and matches(key, wanted):
-                        yield StorageObject(key=key, size=int(entry["Size"]))
+                        modified = entry.get("LastModified")
+                        yield StorageObject(
+                            key=key,
+                            size=int(entry["Size"]),
+                            tag=str(entry.get("ETag", "")).strip('"'),
+                            modified=modified.timestamp() if modified else 0.0,
+                        )
 
     def ensure_bucket_exists(self) -> None:
         """Raise `BucketNotFound` unless the bucket exists (one HeadBucket request)."""

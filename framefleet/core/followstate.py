@@ -1,0 +1,395 @@
+"""The state of a job that follows its input (``submit --follow``), in Redis beside the job.
+
+A following job stays ``listing`` (its listing is never finished) while a producer lists the
+input every few seconds and enqueues what is new. Everything the producer needs to pick up where
+it was after a SIGKILL lives here, under the job's keys, not in the process::
+
+    {prefix}:job:{id}:follow          hash   identity, interval_s, until, max_items, state
+                                             (following | closed), reason, cursor (last key
+                                             listed), ticks, seen (versions enqueued), rewrites,
+                                             batches (messages numbered so far), beat
+    {prefix}:job:{id}:follow:seen     hash   key -> content tag (ETag, size:mtime_ns) enqueued
+    {prefix}:job:{id}:follow:unsent   hash   keys counted into the total, not yet known sent
+    {prefix}:job:{id}:follow:arrived  hash   key -> arrival time, until the key has an outcome
+    {prefix}:job:{id}:follow:redo     set    keys rewritten since enqueued: the worker reruns
+                                             them even though their outputs are complete
+    {prefix}:job:{id}:follow:lag      list   seconds from arrival to outcome, newest first
+                                             (the last `LAG_WINDOW`)
+    {prefix}:job:{id}:follow:wake     list   pushed on close, so a sleeping producer wakes
+    {prefix}:following                hash   identity (input, output, model) -> open job id
+
+`FollowStore.admit` decides in one script, per listed object, whether it is new, rewritten or
+already enqueued, and counts it into the job's total in the same step, so a producer killed at
+any point and started again neither misses an object nor counts one twice: what was counted but
+maybe not sent is in ``unsent`` and is sent again (a duplicate message is harmless: the done set
+counts an item once). Memory in the producer stays flat: the seen-set is in Redis.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from framefleet.core import defaults, redisconn
+from framefleet.core.jobstate import JobStore, video_keys
+from framefleet.core.storage import StorageObject
+
+LAG_WINDOW = 10_000
+"""Arrival-to-outcome lags kept per job (the most recent), for `status`'s p50 and p95."""
+
+FOLLOWING = "following"
+CLOSED = "closed"
+
+# KEYS: job done failed follow seen unsent arrived redo
+# ARGV: now max_items n_fields then per object: key tag modified video_hash video_done videos
+# Returns {closed, capped, deferred, key...}: the keys to send now.
+_ADMIT = """
+if redis.call('HGET', KEYS[4], 'state') ~= 'following' then return {1, 0, 0} end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'listing' and status ~= 'running' then return {1, 0, 0} end
+local now = ARGV[1]
+local max_items = tonumber(ARGV[2])
+local width = tonumber(ARGV[3])
+local out = {0, 0, 0}
+local cursor = redis.call('HGET', KEYS[4], 'cursor') or ''
+for i = 4, #ARGV, width do
+  local key, tag, modified = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local arrived = now
+  if modified > 0 then arrived = ARGV[i + 2] end
+  local previous = redis.call('HGET', KEYS[5], key)
+  if previous ~= tag then
+    local seen = tonumber(redis.call('HGET', KEYS[4], 'seen') or '0')
+    if max_items > 0 and seen >= max_items then out[2] = 1; break end
+    if not previous then
+      redis.call('HINCRBY', KEYS[1], 'total', 1)
+    elseif redis.call('SISMEMBER', KEYS[2], key) == 0
+        and redis.call('HEXISTS', KEYS[3], key) == 0 then
+      -- the earlier content is still in flight: redo it once it has its outcome
+      out[3] = out[3] + 1
+      tag = nil
+    else
+      -- rewritten after its outcome: it is pending again, and runs again
+      redis.call('SREM', KEYS[2], key)
+      redis.call('HDEL', KEYS[3], key)
+      redis.call('SADD', KEYS[8], key)
+      redis.call('HINCRBY', KEYS[4], 'rewrites', 1)
+      if ARGV[i + 3] ~= '' then
+        redis.call('DEL', ARGV[i + 3], ARGV[i + 4])
+        redis.call('ZREM', ARGV[i + 5], key)
+      end
+    end
+    if tag then
+      redis.call('HSET', KEYS[5], key, tag)
+      redis.call('HSET', KEYS[6], key, '1')
+      redis.call('HSET', KEYS[7], key, arrived)
+      redis.call('HINCRBY', KEYS[4], 'seen', 1)
+      table.insert(out, key)
+    end
+  end
+  if key > cursor then cursor = key end
+end
+redis.call('HSET', KEYS[4], 'cursor', cursor)
+if max_items > 0 and tonumber(redis.call('HGET', KEYS[4], 'seen') or '0') >= max_items then
+  out[2] = 1
+end
+return out
+"""
+
+# KEYS: follow wake index   ARGV: reason now job_id; 1 if this call closed it
+_CLOSE = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'following' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'closed', 'reason', ARGV[1], 'closed_at', ARGV[2])
+redis.call('RPUSH', KEYS[2], 'closed')
+local ident = redis.call('HGET', KEYS[1], 'identity')
+if ident and redis.call('HGET', KEYS[3], ident) == ARGV[3] then
+  redis.call('HDEL', KEYS[3], ident)
+end
+return 1
+"""
+
+# KEYS: arrived lag   ARGV: item now window
+_LAG = """
+local arrived = redis.call('HGET', KEYS[1], ARGV[1])
+if not arrived then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('LPUSH', KEYS[2], tostring(math.max(0, tonumber(ARGV[2]) - tonumber(arrived))))
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What one `FollowStore.admit` decided.
+
+    Attributes:
+        keys: keys counted into the job and to be sent now (new, or rewritten after their outcome).
+        closed: the job no longer follows (closed, cancelled, failed): nothing was admitted.
+        capped: ``max_items`` was reached; the rest of the listing was not admitted.
+        deferred: rewritten keys whose earlier content is still in flight (admitted on a later
+            tick).
+    """
+
+    keys: list[str]
+    closed: bool = False
+    capped: bool = False
+    deferred: int = 0
+
+
+@dataclass(frozen=True)
+class FollowInfo:
+    """A snapshot of a following job's follow state, for `status`.
+
+    Attributes:
+        state: ``following`` or ``closed``.
+        seen: object versions enqueued (new keys, plus rewrites); rewrites: of those, rewrites.
+        lag_p50_s, lag_p95_s: seconds from an object's arrival (its modification time in the
+            store) to its outcome, over the last `LAG_WINDOW` outcomes; None before the first.
+    """
+
+    state: str
+    interval_s: float
+    seen: int
+    rewrites: int
+    ticks: int
+    cursor: str
+    until: float | None = None
+    max_items: int | None = None
+    reason: str = ""
+    beat: float | None = None
+    lags: int = 0
+    lag_p50_s: float | None = None
+    lag_p95_s: float | None = None
+
+    @property
+    def following(self) -> bool:
+        """True while the job takes new objects."""
+        return self.state == FOLLOWING
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the ``follow`` field of `framefleet status --json`)."""
+        return {
+            "state": self.state,
+            "interval_s": self.interval_s,
+            "until": self.until,
+            "max_items": self.max_items,
+            "seen": self.seen,
+            "rewrites": self.rewrites,
+            "ticks": self.ticks,
+            "cursor": self.cursor,
+            "reason": self.reason,
+            "beat": self.beat,
+            "lags": self.lags,
+            "lag_p50_s": self.lag_p50_s,
+            "lag_p95_s": self.lag_p95_s,
+        }
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, interpolated; ``values`` not empty."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[min(98, max(0, int(q) - 1))]
+
+
+def identity(input_uri: str, output_uri: str, model: str) -> str:
+    """What makes two `submit --follow` runs the same: a restarted producer finds its job by it."""
+    return f"{input_uri} -> {output_uri} [{model}]"
+
+
+class FollowStore:
+    """Reads and writes the follow state of jobs (see the module docstring).
+
+    Args:
+        jobs: the job store whose client, prefix and reconnect policy it shares.
+
+    Example:
+        >>> follow = FollowStore(jobs)
+        >>> follow.open(job_id, identity("s3://in/", "s3://out/", "yolox-nano"), interval_s=10)
+        >>> follow.admit(job_id, [StorageObject("a.jpg", 10, tag="e1")]).keys
+        ['a.jpg']
+    """
+
+    def __init__(self, jobs: JobStore) -> None:
+        self.jobs = jobs
+        self.client: redis.Redis = jobs.client
+        self.prefix = jobs.prefix
+        self._index = f"{self.prefix}:following"
+        self._admit = self.client.register_script(_ADMIT)
+        self._close = self.client.register_script(_CLOSE)
+        self._lag = self.client.register_script(_LAG)
+
+    def _key(self, job_id: str, part: str = "") -> str:
+        base = f"{self.prefix}:job:{job_id}:follow"
+        return f"{base}:{part}" if part else base
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return redisconn.call(lambda: fn(*args, **kwargs), self.client, self.jobs.reconnect_s)
+
+    def open(
+        self,
+        job_id: str,
+        ident: str,
+        interval_s: float,
+        until: float | None = None,
+        max_items: int | None = None,
+    ) -> None:
+        """Start following for ``job_id`` (a job just created) and index it by ``ident``."""
+
+        def write() -> Any:
+            pipe = self.client.pipeline()
+            pipe.hset(
+                self._key(job_id),
+                mapping={"identity": ident, "state": FOLLOWING, "cursor": "", "seen": 0},
+            )
+            pipe.hset(self._index, ident, job_id)
+            return pipe.execute()
+
+        self._call(write)
+        self.configure(job_id, interval_s, until, max_items)
+
+    def configure(
+        self, job_id: str, interval_s: float, until: float | None, max_items: int | None
+    ) -> None:
+        """Set (or, for a producer started again, reset) the interval and the closing rules."""
+        self._call(
+            self.client.hset,
+            self._key(job_id),
+            mapping={
+                "interval_s": interval_s,
+                "until": until or 0,
+                "max_items": max_items or 0,
+            },
+        )
+
+    def find(self, ident: str) -> str | None:
+        """The id of the job still following as ``ident``, if any (a producer started again)."""
+        job_id: str | None = self._call(self.client.hget, self._index, ident)
+        if job_id is None:
+            return None
+        info = self.get(job_id)
+        status = self._call(self.client.hget, self.jobs.keys(job_id)[0], "status")
+        if info is None or not info.following or status not in ("listing", "running"):
+            self._call(self.client.hdel, self._index, ident)  # ended meanwhile (cancel, failure)
+            return None
+        return job_id
+
+    def admit(
+        self, job_id: str, objects: Sequence[StorageObject], max_items: int | None = None
+    ) -> Admitted:
+        """Count the new and rewritten ``objects`` into the job, atomically; see `Admitted`."""
+        args: list[Any] = [time.time(), max_items or 0, 6]
+        for obj in objects:
+            video = video_keys(self.prefix, job_id, obj.key)
+            is_video = obj.key.lower().endswith(defaults.VIDEO_SUFFIXES)
+            args += [obj.key, obj.tag or f"{obj.size}", obj.modified]
+            args += list(video) if is_video else ["", "", ""]
+        job, done, failed, _ = self.jobs.keys(job_id)
+        parts = ("seen", "unsent", "arrived", "redo")
+        keys = [job, done, failed, self._key(job_id), *(self._key(job_id, p) for p in parts)]
+        out = self._call(self._admit, keys=keys, args=args)
+        return Admitted(
+            keys=list(out[3:]), closed=out[0] == 1, capped=out[1] == 1, deferred=int(out[2])
+        )
+
+    def sent(self, job_id: str, keys: Sequence[str]) -> None:
+        """``keys`` are on the broker: a producer started again need not send them."""
+        if keys:
+            self._call(self.client.hdel, self._key(job_id, "unsent"), *keys)
+
+    def unsent(self, job_id: str) -> list[str]:
+        """Keys counted into the job that a killed producer may not have sent (a chunk at most)."""
+        return sorted(self._call(self.client.hkeys, self._key(job_id, "unsent")))
+
+    def next_batches(self, job_id: str, count: int) -> int:
+        """Reserve ``count`` message numbers; return the first."""
+        last = int(self._call(self.client.hincrby, self._key(job_id), "batches", count))
+        return last - count
+
+    def tick(self, job_id: str) -> int:
+        """Count one listing round (its number, from 1) and note that the producer is alive."""
+
+        def write() -> Any:
+            pipe = self.client.pipeline()
+            pipe.hincrby(self._key(job_id), "ticks", 1)
+            pipe.hset(self._key(job_id), "beat", time.time())
+            return pipe.execute()
+
+        return int(self._call(write)[0])
+
+    def close(self, job_id: str, reason: str) -> bool:
+        """Stop taking new objects (the items counted so far still run); True if this call did."""
+        keys = [self._key(job_id), self._key(job_id, "wake"), self._index]
+        return bool(self._call(self._close, keys=keys, args=[reason, time.time(), job_id]))
+
+    def sleep(self, job_id: str, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the next tick; True if the job was closed meanwhile."""
+        if timeout_s <= 0:
+            return False
+        key = self._key(job_id, "wake")
+        timeout = max(0.01, min(timeout_s, 20.0))  # below the client's socket timeout
+        return self._call(self.client.blmove, key, key, timeout, "RIGHT", "LEFT") is not None
+
+    def record_lag(self, job_id: str, item: str) -> bool:
+        """Note the lag of ``item``, which just got its outcome; False if it is not followed."""
+        keys = [self._key(job_id, "arrived"), self._key(job_id, "lag")]
+        return bool(self._call(self._lag, keys=keys, args=[item, time.time(), LAG_WINDOW]))
+
+    def cursor(self, job_id: str) -> str:
+        """The greatest key listed so far ("" before the first)."""
+        return str(self._call(self.client.hget, self._key(job_id), "cursor") or "")
+
+    def is_open(self, job_id: str) -> bool:
+        """True while the job follows: not closed, and the job itself not stopped or ended."""
+
+        def read() -> Any:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hget(self._key(job_id), "state")
+            pipe.hget(self.jobs.keys(job_id)[0], "status")
+            return pipe.execute()
+
+        state, status = self._call(read)
+        return bool(state == FOLLOWING and status in ("listing", "running"))
+
+    def is_followed(self, job_id: str) -> bool:
+        """True if ``job_id`` is, or was, a following job."""
+        return bool(self._call(self.client.exists, self._key(job_id)))
+
+    def is_redo(self, job_id: str, item: str) -> bool:
+        """True if ``item`` was rewritten since it was enqueued (its old outputs do not count)."""
+        return bool(self._call(self.client.sismember, self._key(job_id, "redo"), item))
+
+    def get(self, job_id: str) -> FollowInfo | None:
+        """The follow state of ``job_id``; None if it never followed."""
+
+        def read() -> Any:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hgetall(self._key(job_id))
+            pipe.lrange(self._key(job_id, "lag"), 0, LAG_WINDOW - 1)
+            return pipe.execute()
+
+        raw, lags_raw = self._call(read)
+        if not raw:
+            return None
+        lags = sorted(float(v) for v in lags_raw)
+        until, max_items = float(raw.get("until") or 0), int(raw.get("max_items") or 0)
+        return FollowInfo(
+            state=raw.get("state", CLOSED),
+            interval_s=float(raw.get("interval_s") or 0),
+            seen=int(raw.get("seen") or 0),
+            rewrites=int(raw.get("rewrites") or 0),
+            ticks=int(raw.get("ticks") or 0),
+            cursor=raw.get("cursor", ""),
+            until=until or None,
+            max_items=max_items or None,
+            reason=raw.get("reason", ""),
+            beat=float(raw["beat"]) if raw.get("beat") else None,
+            lags=len(lags),
+            lag_p50_s=round(percentile(lags, 50), 3) if lags else None,
+            lag_p95_s=round(percentile(lags, 95), 3) if lags else None,
+        )

@@ -1,0 +1,251 @@
+"""Follow a folder or prefix (``submit --follow``): list it every few seconds, enqueue what is new.
+
+One tick lists the input and hands the media it finds to `FollowStore.admit`, which counts the
+new and rewritten objects into the job and says which to send. What the producer knows between
+ticks is in Redis with the job (the seen-set, the cursor, the keys counted but not yet sent), so
+its memory stays flat and a producer killed and started again with the same arguments finds the
+job by its (input, output, model) and goes on, missing and doubling nothing.
+
+Listing: S3 lists keys in order, so a tick asks only for the keys after the last one listed
+(ListObjectsV2 ``StartAfter``), and every `FULL_RELIST_EVERY`-th tick lists the whole prefix to
+catch rewritten keys and keys that landed before the cursor. A local folder is listed whole each
+tick (a directory walk, no requests); the seen-set tells what is new either way.
+
+Closing: ``--until``, ``--max-items`` or a `framefleet cancel` close the job for new objects;
+the items already counted still run, and the job ends ``done`` with exact counts once they
+have their outcomes (a second cancel stops it at once, as for any job).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from celery import Celery
+
+from framefleet.core import defaults
+from framefleet.core.errors import ConfigError
+from framefleet.core.followstate import FollowStore, identity
+from framefleet.core.inputs import check_output, classify, input_keys, open_input
+from framefleet.core.jobstate import JobRecord, JobStore
+from framefleet.core.sampling import Sampling
+from framefleet.core.settings import Settings
+from framefleet.core.storage import Storage, StorageObject, open_storage
+from framefleet.core.storage.base import uri_scheme
+from framefleet.queue import send_jobs
+from framefleet.report import write_reports
+from producer.submit import check_model, chunks, job_params, messages
+
+log = logging.getLogger(__name__)
+
+FULL_RELIST_EVERY = 6
+"""On S3, every N-th tick lists the whole prefix (rewrites, keys landing before the cursor);
+the others list only the keys after the cursor."""
+
+ADMIT_CHUNK = 256
+"""Listed objects decided with one round trip (the producer holds at most this many)."""
+
+
+@dataclass(frozen=True)
+class FollowOptions:
+    """How a job follows its input.
+
+    Attributes:
+        interval_s: seconds from the start of one listing to the start of the next.
+        until: close the job at this time (seconds since the epoch); None: no limit.
+        max_items: close the job once this many object versions were enqueued; None: no limit.
+    """
+
+    interval_s: float = 10.0
+    until: float | None = None
+    max_items: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.interval_s <= 0:
+            raise ConfigError(f"--interval must be positive, got {self.interval_s} s")
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one listing round did (for the producer's progress line)."""
+
+    number: int
+    listed: int
+    enqueued: int
+    deferred: int
+    full: bool
+
+
+@dataclass(frozen=True)
+class Followed:
+    """How following ended: the job, whether this producer resumed it, and why it closed."""
+
+    job_id: str
+    resumed: bool
+    reason: str
+
+
+class Follower:
+    """Sends the follow admissions of one job as messages (the producer, and a cancel that has
+    to send what a killed producer counted but did not send)."""
+
+    def __init__(
+        self,
+        app: Celery,
+        jobs: JobStore,
+        job_id: str,
+        src: Storage,
+        dst: Storage,
+        model: str,
+        params: dict[str, object],
+    ) -> None:
+        self.app = app
+        self.jobs = jobs
+        self.follow = FollowStore(jobs)
+        self.job_id = job_id
+        self.src, self.dst, self.model = src, dst, model
+        self.batch_size = int(str(params.get("batch_size", defaults.BATCH_SIZE)))
+        self.segment_seconds = float(str(params.get("segment_seconds", defaults.SEGMENT_SECONDS)))
+        raw_sampling = params.get("sampling")
+        self.sampling = Sampling(**raw_sampling) if isinstance(raw_sampling, dict) else Sampling()
+        self.engine = str(params.get("engine", ""))
+
+    @classmethod
+    def of_job(cls, app: Celery, jobs: JobStore, record: JobRecord) -> Follower:
+        """The follower of an existing job, from its record."""
+        src, dst = open_storage(record.input_uri), open_storage(record.output_uri)
+        return cls(app, jobs, record.job_id, src, dst, record.model, record.params)
+
+    def send(self, keys: Sequence[str]) -> None:
+        """Send ``keys`` (already counted into the job) and note them sent."""
+        if not keys:
+            return
+        first = self.follow.next_batches(self.job_id, len(keys))
+        batch = messages(
+            self.job_id,
+            self.src,
+            self.dst,
+            self.model,
+            self.batch_size,
+            keys,
+            self.engine,
+            self.segment_seconds,
+            self.sampling,
+            first_no=first,
+        )
+        send_jobs(self.app, [message for message, _ in batch])
+        self.follow.sent(self.job_id, keys)
+
+    def send_unsent(self) -> int:
+        """Send what a killed producer counted but may not have sent; how many keys."""
+        keys = self.follow.unsent(self.job_id)
+        self.send(keys)
+        return len(keys)
+
+    def close(self, reason: str) -> JobRecord:
+        """Close the job for new objects; it ends once the items counted have outcomes.
+
+        The report is written here if nothing was left to run; otherwise the worker that records
+        the last outcome writes it, as for any job.
+        """
+        self.follow.close(self.job_id, reason)
+        self.send_unsent()
+        if self.jobs.finish_listing(self.job_id):
+            write_reports(self.jobs, self.job_id)
+        return self.jobs.get(self.job_id)
+
+
+def media(objects: Iterator[StorageObject]) -> Iterator[StorageObject]:
+    """The images and videos among ``objects``."""
+    return (obj for obj in objects if classify(obj.key) != "skip")
+
+
+def follow(
+    settings: Settings,
+    app: Celery,
+    input_uri: str,
+    output_uri: str,
+    model: str,
+    options: FollowOptions,
+    *,
+    engine: str = "",
+    force: bool = False,
+    sampling: Sampling | None = None,
+    on_created: Callable[[str, bool], None] = lambda job_id, resumed: None,
+    on_tick: Callable[[Tick], None] = lambda tick: None,
+) -> Followed:
+    """Follow ``input_uri`` until ``options`` or a `framefleet cancel` close the job.
+
+    The open following job of the same input, output and model is resumed if there is one
+    (a producer killed and started again), else a job is created.
+
+    Args:
+        on_created: called with (job id, resumed) before the first listing.
+        on_tick: called after each listing round.
+
+    Returns:
+        The job and why it closed. The items counted still run; wait for the job to finish.
+
+    Raises:
+        UnknownModelError, ConfigError: as `producer.submit.submit` (and a single file input).
+        StorageError: the input cannot be listed.
+        BrokerError: Redis is unreachable.
+    """
+    check_model(settings, model, engine)
+    (src, single), dst = open_input(input_uri), open_storage(output_uri)
+    if single is not None:
+        raise ConfigError(f"--follow needs a folder or prefix to list, not one file: {input_uri}")
+    check_output(src, dst, single=False)
+    jobs = JobStore.from_url(settings.redis_url)
+    jobs.reconnect_s = settings.redis_wait_s
+    store = FollowStore(jobs)
+    ident = identity(src.uri, dst.uri, model)
+    job_id = store.find(ident)
+    resumed = job_id is not None
+    if job_id is None:
+        params = job_params(settings, engine, force, sampling or Sampling())
+        params["follow"] = True
+        job_id = jobs.create(src.uri, dst.uri, model, params=params)
+        store.open(job_id, ident, options.interval_s, options.until, options.max_items)
+    else:
+        store.configure(job_id, options.interval_s, options.until, options.max_items)
+    follower = Follower.of_job(app, jobs, jobs.get(job_id))
+    on_created(job_id, resumed)
+    if resumed and (count := follower.send_unsent()):
+        log.info("job %s: sent %d items again that the last producer may not have", job_id, count)
+    by_cursor = uri_scheme(src.uri) == "s3"  # lists in key order, one request per 1000 keys
+    reason = ""
+    while not reason:
+        started = time.monotonic()
+        number = store.tick(job_id)
+        if not store.is_open(job_id):
+            return Followed(job_id, resumed, "closed by framefleet cancel")
+        if options.until is not None and time.time() >= options.until:
+            reason = "--until reached"
+            break
+        full = not by_cursor or number % FULL_RELIST_EVERY == 1
+        after = "" if full else store.cursor(job_id)
+        listed = enqueued = deferred = 0
+        for chunk in chunks(media(input_keys(src, dst, after)), ADMIT_CHUNK):
+            listed += len(chunk)
+            admitted = store.admit(job_id, chunk, options.max_items)
+            follower.send(admitted.keys)
+            enqueued += len(admitted.keys)
+            deferred += admitted.deferred
+            if admitted.closed:
+                return Followed(job_id, resumed, "closed by framefleet cancel")
+            if admitted.capped:
+                reason = f"--max-items {options.max_items} reached"
+                break
+        on_tick(Tick(number, listed, enqueued, deferred, full))
+        if reason:
+            break
+        wait = options.interval_s - (time.monotonic() - started)
+        if options.until is not None:
+            wait = min(wait, options.until - time.time())
+        store.sleep(job_id, wait)  # returns early when the job is closed
+    follower.close(reason)
+    log.info("job %s closed: %s", job_id, reason)
+    return Followed(job_id, resumed, reason)

@@ -1,0 +1,190 @@
+"""`submit --follow` with real workers, a real Redis, a local folder and a SeaweedFS bucket: files
+added while the job follows are processed within twice the interval; a rewritten file is processed
+again and an untouched one is not; cancel and --max-items close the job with exact counts; a
+producer killed with SIGKILL and started again resumes the same job, missing and doubling
+nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from faults import assert_exactly_once
+from fleet import Fleet, run_cli, wait_for_job, wait_for_object
+from seaweed import unique_root
+from test_faults_services import Cli
+
+from framefleet.core.followstate import FollowStore
+from framefleet.core.jobstate import JobRecord, JobStatus, JobStore
+from framefleet.core.outputs import report_key, result_key
+from framefleet.core.storage import Storage, open_storage
+
+pytestmark = pytest.mark.integration
+
+RNG = np.random.default_rng(15)
+
+
+def put_image(storage: Storage, key: str) -> str:
+    """A small random JPEG at ``key`` (new content every call)."""
+    ok, data = cv2.imencode(".jpg", RNG.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    assert ok
+    storage.write_bytes(key, data.tobytes())
+    return key
+
+
+def created_at(dst: Storage, key: str) -> float:
+    return float(json.loads(dst.read_bytes(result_key(key)))["created_at"])
+
+
+def until_done(store: JobStore, job_id: str, done: int, timeout_s: float = 60) -> JobRecord:
+    return wait_for_job(store, job_id, timeout_s, until=lambda r: r.done >= done)
+
+
+def follow_cli(fleet: Fleet, name: str, src: Storage, out: str, *extra: str) -> Cli:
+    return Cli(fleet, name, "submit", src.uri, "--out", out, "--follow", *extra)
+
+
+def close_and_check(
+    fleet: Fleet, store: JobStore, producer: Cli, job_id: str, out: str
+) -> JobRecord:
+    """`framefleet cancel` a following job: it closes, the producer ends 0, the job ends done."""
+    closed = run_cli(fleet.settings, "cancel", job_id)
+    assert closed.returncode == 0, closed.stderr
+    assert f"closed {job_id} for new objects" in closed.stdout
+    assert producer.wait(60) == 0, producer.stderr()
+    record = wait_for_job(store, job_id, timeout_s=60)
+    assert record.status is JobStatus.DONE, record
+    summary = json.loads(wait_for_object(open_storage(out), report_key("summary.json")))
+    assert (summary["status"], summary["total"], summary["done"]) == (
+        "done",
+        record.total,
+        record.done,
+    )
+    return record
+
+
+def test_follow_local_new_and_rewritten_files_then_cancel(
+    fleet: Fleet, tmp_path: Path, job_store: JobStore
+) -> None:
+    interval_s = 1.0
+    src, out = open_storage(str(tmp_path / "in")), str(tmp_path / "out")
+    keys = [put_image(src, f"cam/{n:02d}.jpg") for n in range(3)]
+    fleet.start("w1")
+    producer = follow_cli(fleet, "follow", src, out, "--interval", f"{interval_s}s")
+    job_id = producer.first_line()
+    until_done(job_store, job_id, 3)
+    dst = open_storage(out)
+
+    # Added while following: processed within twice the interval.
+    added_at = time.monotonic()
+    keys += [put_image(src, "cam/03.jpg"), put_image(src, "cam/04.jpg")]
+    until_done(job_store, job_id, 5, timeout_s=30)
+    took = time.monotonic() - added_at
+    assert took <= 2 * interval_s, f"new files took {took:.2f} s with --interval {interval_s}s"
+
+    # Rewritten: processed again; untouched: not.
+    before = {key: created_at(dst, key) for key in keys}
+    put_image(src, "cam/01.jpg")
+    deadline = time.monotonic() + 30
+    while not (
+        dst.exists(result_key("cam/01.jpg"))
+        and created_at(dst, "cam/01.jpg") > before["cam/01.jpg"]
+    ):
+        assert time.monotonic() < deadline, producer.stderr()
+        time.sleep(0.1)
+    until_done(job_store, job_id, 5)
+    assert {k: created_at(dst, k) for k in keys if k != "cam/01.jpg"} == {
+        k: v for k, v in before.items() if k != "cam/01.jpg"
+    }
+
+    shown = run_cli(fleet.settings, "status", job_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    follow = data["follow"]
+    assert (data["status"], follow["state"], follow["seen"], follow["rewrites"]) == (
+        "listing",
+        "following",
+        6,
+        1,
+    )
+    assert follow["lags"] >= 5
+    assert 0 < follow["lag_p50_s"] <= follow["lag_p95_s"]
+    text = run_cli(fleet.settings, "status", job_id).stdout
+    assert "following every 1 s" in text
+    assert "lag       arrival to result p50" in text
+
+    record = close_and_check(fleet, job_store, producer, job_id, out)
+    assert (record.total, record.done, record.failed) == (5, 5, 0)
+    assert_exactly_once(job_store, record, dst, keys)
+    info = FollowStore(job_store).get(job_id)
+    assert info is not None
+    assert (info.state, info.reason) == ("closed", "closed by framefleet cancel")
+
+
+def test_follow_max_items_closes_the_job_by_itself(
+    fleet: Fleet, tmp_path: Path, job_store: JobStore
+) -> None:
+    src, out = open_storage(str(tmp_path / "in")), str(tmp_path / "out")
+    keys = [put_image(src, f"{n}.jpg") for n in range(5)]
+    fleet.start("w1")
+    producer = follow_cli(fleet, "capped", src, out, "--interval", "0.2s", "--max-items", "3")
+    job_id = producer.first_line()
+    assert producer.wait(60) == 0, producer.stderr()
+    assert "closed (--max-items 3 reached)" in producer.stderr()
+    record = job_store.get(job_id)
+    assert (record.status, record.total, record.done, record.failed) == (JobStatus.DONE, 3, 3, 0)
+    assert_exactly_once(job_store, record, open_storage(out), keys[:3])  # in listing order
+
+
+def test_follow_producer_killed_and_started_again_resumes(
+    fleet: Fleet, tmp_path: Path, job_store: JobStore
+) -> None:
+    src, out = open_storage(str(tmp_path / "in")), str(tmp_path / "out")
+    keys = [put_image(src, f"a{n:03d}.jpg") for n in range(30)]
+    fleet.start("w1")
+    args = ("--interval", "0.2s")
+    first = follow_cli(fleet, "first", src, out, *args)
+    job_id = first.first_line()
+    wait_for_job(job_store, job_id, 30, until=lambda r: r.total > 0)
+    first.process.kill()  # SIGKILL, somewhere between counting and sending
+    first.process.wait()
+    keys += [put_image(src, f"b{n:03d}.jpg") for n in range(10)]
+    second = follow_cli(fleet, "second", src, out, *args)
+    assert second.first_line() == job_id
+    assert "resuming" in second.stderr()
+    until_done(job_store, job_id, 40, timeout_s=120)
+    record = close_and_check(fleet, job_store, second, job_id, out)
+    assert (record.total, record.done, record.failed) == (40, 40, 0)
+    assert_exactly_once(job_store, record, open_storage(out), keys)
+
+
+def test_follow_s3_new_late_and_rewritten_keys_then_cancel(
+    fleet: Fleet, s3_server: object, tmp_path: Path, job_store: JobStore
+) -> None:
+    src, out = open_storage(unique_root("follow") + "in/"), str(tmp_path / "out")
+    keys = [put_image(src, f"m{n}.jpg") for n in range(3)]
+    fleet.start("w1")
+    producer = follow_cli(fleet, "s3", src, out, "--interval", "0.3s")
+    job_id = producer.first_line()
+    until_done(job_store, job_id, 3)
+    dst = open_storage(out)
+    # After the cursor (found by the next listing), before it (found by a whole relisting).
+    keys += [put_image(src, "z0.jpg"), put_image(src, "a0.jpg")]
+    until_done(job_store, job_id, 5, timeout_s=30)
+    before = created_at(dst, "m1.jpg")
+    put_image(src, "m1.jpg")
+    deadline = time.monotonic() + 30
+    while created_at(dst, "m1.jpg") <= before:
+        assert time.monotonic() < deadline, producer.stderr()
+        time.sleep(0.1)
+    until_done(job_store, job_id, 5)
+    record = close_and_check(fleet, job_store, producer, job_id, out)
+    assert (record.total, record.done, record.failed) == (5, 5, 0)
+    assert_exactly_once(job_store, record, dst, keys)
+    info = FollowStore(job_store).get(job_id)
+    assert info is not None
+    assert (info.seen, info.rewrites) == (6, 1)
