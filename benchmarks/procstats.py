@@ -33,9 +33,18 @@ def child_pids(parent: int) -> list[int]:
 
 def peak_rss_mb(pid: int) -> float:
     """Peak resident set size (VmHWM) of ``pid``, MB; 0.0 if it is gone."""
+    return _status_mb(pid, "VmHWM:")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size now (VmRSS) of ``pid``, MB; 0.0 if it is gone."""
+    return _status_mb(pid, "VmRSS:")
+
+
+def _status_mb(pid: int, field: str) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
