@@ -44,6 +44,8 @@ FULL_RELIST_EVERY = 6
 """On S3, every N-th tick lists the whole prefix (rewrites, keys landing before the cursor);
 the others list only the keys after the cursor."""
 
+CLOSED_ELSEWHERE = "closed by framefleet cancel, or the job stopped"
+
 ADMIT_CHUNK = 256
 """Listed objects decided with one round trip (the producer holds at most this many)."""
 
@@ -217,14 +219,11 @@ def follow(
         log.info("job %s: sent %d items again that the last producer may not have", job_id, count)
     by_cursor = uri_scheme(src.uri) == "s3"  # lists in key order, one request per 1000 keys
     reason = ""
-    while not reason:
+    while True:
         started = time.monotonic()
         number = store.tick(job_id)
         if not store.is_open(job_id):
-            return Followed(job_id, resumed, "closed by framefleet cancel")
-        if options.until is not None and time.time() >= options.until:
-            reason = "--until reached"
-            break
+            return Followed(job_id, resumed, CLOSED_ELSEWHERE)
         full = not by_cursor or number % FULL_RELIST_EVERY == 1
         after = "" if full else store.cursor(job_id)
         listed = enqueued = deferred = 0
@@ -235,11 +234,13 @@ def follow(
             enqueued += len(admitted.keys)
             deferred += admitted.deferred
             if admitted.closed:
-                return Followed(job_id, resumed, "closed by framefleet cancel")
+                return Followed(job_id, resumed, CLOSED_ELSEWHERE)
             if admitted.capped:
                 reason = f"--max-items {options.max_items} reached"
                 break
         on_tick(Tick(number, listed, enqueued, deferred, full))
+        if not reason and options.until is not None and time.time() >= options.until:
+            reason = "--until reached"  # after a last listing: what landed until then runs
         if reason:
             break
         wait = options.interval_s - (time.monotonic() - started)

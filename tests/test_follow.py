@@ -125,7 +125,7 @@ def test_follow_local_new_and_rewritten_files_then_cancel(
     assert (info.state, info.reason) == ("closed", "closed by framefleet cancel")
 
 
-def test_follow_max_items_closes_the_job_by_itself(
+def test_follow_max_items_and_until_close_the_job_by_themselves(
     fleet: Fleet, tmp_path: Path, job_store: JobStore
 ) -> None:
     src, out = open_storage(str(tmp_path / "in")), str(tmp_path / "out")
@@ -138,6 +138,16 @@ def test_follow_max_items_closes_the_job_by_itself(
     record = job_store.get(job_id)
     assert (record.status, record.total, record.done, record.failed) == (JobStatus.DONE, 3, 3, 0)
     assert_exactly_once(job_store, record, open_storage(out), keys[:3])  # in listing order
+
+    # --until: closes by itself when the time comes, with what it found until then.
+    out2 = str(tmp_path / "out2")
+    timed = follow_cli(fleet, "timed", src, out2, "--interval", "0.2s", "--until", "1s")
+    job_id = timed.first_line()
+    assert timed.wait(60) == 0, timed.stderr()
+    assert "closed (--until reached)" in timed.stderr()
+    record = job_store.get(job_id)
+    assert (record.status, record.total, record.done) == (JobStatus.DONE, 5, 5)
+    assert_exactly_once(job_store, record, open_storage(out2), keys)
 
 
 def test_follow_producer_killed_and_started_again_resumes(
