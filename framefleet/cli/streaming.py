@@ -60,39 +60,42 @@ def parse_until(text: str, now: float | None = None) -> float:
     return moment.timestamp()
 
 
-class Duration(click.ParamType[float]):
-    """A click option type for `parse_duration` (seconds, > 0)."""
+class _Seconds(click.ParamType[float]):
+    """A click option type for a parser of text into seconds (numbers pass through)."""
+
+    def parse(self, text: str) -> float:
+        raise NotImplementedError
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return self.parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Duration(_Seconds):
+    """`parse_duration`, more than 0 s."""
 
     name = "duration"
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, int | float):
-            return float(value)
-        try:
-            seconds = parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def parse(self, text: str) -> float:
+        seconds = parse_duration(text)
         if seconds <= 0:
-            self.fail(f"{value!r} must be more than 0 s", param, ctx)
+            raise ValueError(f"{text!r} must be more than 0 s")
         return seconds
 
 
-class Until(click.ParamType[float]):
-    """A click option type for `parse_until` (an epoch time)."""
+class Until(_Seconds):
+    """`parse_until`: an epoch time."""
 
     name = "time"
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, int | float):
-            return float(value)
-        try:
-            return parse_until(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def parse(self, text: str) -> float:
+        return parse_until(text)
 
 
 def run_follow(
