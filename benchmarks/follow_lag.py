@@ -10,7 +10,8 @@
    one-second resolution, so S3 lags read up to 1 s long (0.5 s on average).
 2. memory: a producer follows a folder of ``--keys`` empty keys for ``--ticks`` listings at
    0.2 s while 20 keys land per tick, with no worker for its model (nothing is processed, the
-   messages wait in Redis); its resident memory (VmRSS) is read at a few tick counts.
+   messages wait in Redis); its resident memory (VmRSS) is read at a few tick counts. Each tick
+   walks the whole folder (local storage), so a tick takes longer than 0.2 s here.
 
 Prints one table. Figures vary with the machine's load; the load average is printed with them.
 """
@@ -19,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.procstats import rss_mb
@@ -93,38 +94,40 @@ def lag_row(
     )
 
 
-def memory_rows(args: argparse.Namespace, env: dict[str, str], work: Path) -> list[str]:
-    jobs = JobStore.from_url(env["FRAMEFLEET_REDIS_URL"])
-    jobs.client.flushdb()
-    folder = work / "many"
-    for i in range(args.keys):
+def touch_keys(folder: Path, first: int, count: int) -> None:
+    """``count`` empty ``.jpg`` keys numbered from ``first``, 1000 a subfolder (so no one folder
+    grows: the local walk holds one folder's names at a time)."""
+    for i in range(first, first + count):
         sub = folder / f"{i // 1000:04d}"
         sub.mkdir(parents=True, exist_ok=True)
         (sub / f"{i:07d}.jpg").touch()
+
+
+def memory_rows(args: argparse.Namespace, env: dict[str, str], work: Path) -> Iterator[str]:
+    jobs = JobStore.from_url(env["FRAMEFLEET_REDIS_URL"])
+    jobs.client.flushdb()
+    folder = work / "many"
+    touch_keys(folder, 0, args.keys)
     # yunet: no worker consumes its queue, so nothing is processed; only the producer runs.
     follower = producer(
         "follow-memory", str(folder), str(work / "many-out"), env, work,
         "--interval", "0.2s", "--model", "yunet",
     )  # fmt: skip
-    rows = []
-    checkpoints = sorted({5, args.ticks // 4, args.ticks // 2, args.ticks})
-    added = 0
+    checkpoints = sorted({2, args.ticks // 4, args.ticks // 2, args.ticks})
+    added, last_tick = args.keys, 0
     try:
         job_id = job_of(jobs)
         follow = FollowStore(jobs)
         for checkpoint in checkpoints:
             while (info := follow.get(job_id)) is None or info.ticks < checkpoint:
-                extra = folder / "new"
-                extra.mkdir(exist_ok=True)
-                for _ in range(20):
-                    (extra / f"{added:07d}.jpg").touch()
-                    added += 1
-                time.sleep(0.2)
+                if info is not None and info.ticks > last_tick:  # 20 new keys a tick
+                    touch_keys(folder, added, 20)
+                    added, last_tick = added + 20, info.ticks
+                time.sleep(0.05)
             rss = rss_mb(follower.pid)
-            rows.append(f"memory  tick {info.ticks:>4}  {info.seen:>6} keys seen  RSS {rss:.1f} MB")
+            yield f"memory  tick {info.ticks:>4}  {info.seen:>6} keys seen  RSS {rss:.1f} MB"
     finally:
         follower.stop()
-    return rows
 
 
 def main() -> None:
@@ -135,15 +138,20 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=0.5, help="seconds between images")
     parser.add_argument("--interval", type=float, default=1.0, help="--interval, seconds")
     parser.add_argument("--processes", type=int, default=1, help="worker processes")
-    parser.add_argument("--keys", type=int, default=20_000, help="keys the memory run follows")
-    parser.add_argument("--ticks", type=int, default=200, help="listings the memory run watches")
+    parser.add_argument("--keys", type=int, default=10_000, help="keys the memory run follows")
+    parser.add_argument("--ticks", type=int, default=100, help="listings the memory run watches")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 trickle")
     args = parser.parse_args()
     shared = shared_dir()
     if shared is None:
         raise SystemExit("no shared data folder: set FRAMEFLEET_SHARED_DIR")
     model_dir = Path(os.environ.get("FRAMEFLEET_MODEL_DIR", shared / "models"))
-    rows = []
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"submit --follow: a photo every {args.every:g} s, yolox-nano, {args.processes} worker "
+        f"process(es), batch 1; load average before: {load_before}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="framefleet-follow-") as tmp:
         work = Path(tmp)
         with RedisServer(work / "redis") as server:
@@ -162,22 +170,20 @@ def main() -> None:
             )
             try:
                 (work / "in").mkdir()
-                rows.append(lag_row("local", str(work / "in"), str(work / "out"), args, env, work))
+                print(
+                    lag_row("local", str(work / "in"), str(work / "out"), args, env, work),
+                    flush=True,
+                )
                 if seaweed is not None:
-                    rows.append(
-                        lag_row("S3", "s3://follow/in/", str(work / "s3-out"), args, env, work)
-                    )
-                rows += memory_rows(args, env, work)
+                    s3_row = lag_row("S3", "s3://follow/in/", str(work / "s3-out"), args, env, work)
+                    print(s3_row, flush=True)
+                for row in memory_rows(args, env, work):
+                    print(row, flush=True)
             finally:
                 worker.stop()
                 if seaweed is not None:
                     seaweed.stop()
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"submit --follow: a photo every {args.every:g} s, yolox-nano, {args.processes} worker "
-          f"process(es), batch 1; load average after: {load}")  # fmt: skip
-    for row in rows:
-        print(row)
-    sys.stdout.flush()
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
