@@ -56,3 +56,21 @@ def test_benchmark_short_mode_prints_the_whole_table(s3_server) -> None:
     ]
     assert len(fleet_rows) == 4
     assert all(" of limit " in line and " MB" in line for line in fleet_rows), fleet_rows
+
+
+@pytest.mark.slow
+def test_follow_lag_benchmark_prints_its_table(s3_server) -> None:
+    # A small run of the one documented command: lag rows for both stores, memory rows.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "benchmarks.follow_lag", "--images", "6", "--every", "0.3"]
+    cmd += ["--keys", "500", "--ticks", "8"]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=280, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    lags = [line for line in lines if " lag  --interval 1s " in line]
+    assert [line.split()[0] for line in lags] == ["local", "S3"], done.stdout
+    assert all(" p50 " in line and " p95 " in line for line in lags), lags
+    memory = [line for line in lines if line.startswith("memory  tick")]
+    assert len(memory) == 3, done.stdout  # ticks 2, 4 and 8
