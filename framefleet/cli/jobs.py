@@ -126,10 +126,12 @@ def cancel(settings: Settings, job_id: str) -> None:
         record = Follower.of_job(create_app(settings), jobs, jobs.get(job_id)).close(
             "closed by framefleet cancel"
         )
+        counts = f"{record.total} items, {record.done} done, {record.failed} failed"
         click.echo(
-            f"closed {job_id} for new objects: {record.total} items, {record.done} done, "
-            f"{record.failed} failed so far; the rest finish, then it ends ({record.status.value})."
-            f" `framefleet cancel {job_id}` again stops it at once"
+            f"closed {job_id} for new objects: {counts}; it ended {record.status.value}"
+            if record.finished
+            else f"closed {job_id} for new objects: {counts} so far; the rest finish, then it "
+            f"ends. `framefleet cancel {job_id}` again stops it at once"
         )
         return
     record = stop_job(jobs, job_id)  # the summary is written before anything can go wrong
