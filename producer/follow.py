@@ -30,6 +30,7 @@ from framefleet.core.errors import ConfigError
 from framefleet.core.followstate import FollowStore, identity
 from framefleet.core.inputs import check_output, classify, input_keys, open_input
 from framefleet.core.jobstate import JobRecord, JobStore
+from framefleet.core.listing import ProducerBeat
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, StorageObject, open_storage
@@ -217,13 +218,32 @@ def follow(
     on_created(job_id, resumed)
     if resumed and (count := follower.send_unsent()):
         log.info("job %s: sent %d items again that the last producer may not have", job_id, count)
+    with ProducerBeat(jobs, job_id):  # `jobs` shows it listing, not "producer gone"
+        reason = _follow(store, follower, src, dst, options, on_tick)
+    if reason == CLOSED_ELSEWHERE:
+        return Followed(job_id, resumed, reason)
+    follower.close(reason)
+    log.info("job %s closed: %s", job_id, reason)
+    return Followed(job_id, resumed, reason)
+
+
+def _follow(
+    store: FollowStore,
+    follower: Follower,
+    src: Storage,
+    dst: Storage,
+    options: FollowOptions,
+    on_tick: Callable[[Tick], None],
+) -> str:
+    """List ``src`` tick after tick until the job is to close; why it is to close."""
+    job_id = follower.job_id
     by_cursor = uri_scheme(src.uri) == "s3"  # lists in key order, one request per 1000 keys
     reason = ""
     while True:
         started = time.monotonic()
         number = store.tick(job_id)
         if not store.is_open(job_id):
-            return Followed(job_id, resumed, CLOSED_ELSEWHERE)
+            return CLOSED_ELSEWHERE
         full = not by_cursor or number % FULL_RELIST_EVERY == 1
         after = "" if full else store.cursor(job_id)
         listed = enqueued = deferred = 0
@@ -234,7 +254,7 @@ def follow(
             enqueued += len(admitted.keys)
             deferred += admitted.deferred
             if admitted.closed:
-                return Followed(job_id, resumed, CLOSED_ELSEWHERE)
+                return CLOSED_ELSEWHERE
             if admitted.capped:
                 reason = f"--max-items {options.max_items} reached"
                 break
@@ -247,6 +267,4 @@ def follow(
         if options.until is not None:
             wait = min(wait, options.until - time.time())
         store.sleep(job_id, wait)  # returns early when the job is closed
-    follower.close(reason)
-    log.info("job %s closed: %s", job_id, reason)
-    return Followed(job_id, resumed, reason)
+    return reason
