@@ -15,16 +15,18 @@ from framefleet.core.documents import FrameResult, VideoDocument, read_document
 from framefleet.core.errors import ConfigError
 from framefleet.core.jobstate import JobStatus, JobStore
 from framefleet.core.messages import VideoMerge, VideoPlan, VideoSegment
-from framefleet.core.outputs import annotated_key, frames_key, result_key
+from framefleet.core.outputs import annotated_key, frames_key, parts_prefix, report_key, result_key
 from framefleet.core.results import Detections
 from framefleet.core.sampling import Sampling
 from framefleet.core.storage import open_storage
+from framefleet.core.summary import write_report
 from framefleet.core.videostate import SegmentOutcome, VideoStore
 from framefleet.inference.loaded import load_model
 from framefleet.inference.video.frames import decode
 from framefleet.inference.video.links import TrackLinker
 from framefleet.inference.video.plan import merge_message, plan_segments
 from framefleet.inference.video.probe import probe
+from framefleet.inference.video.segment import process_segment
 from framefleet.inference.video.whole import process_video
 
 CLIP = MEDIA_DIR / "video" / "parking_lot_person_bicycle_car_480x270_mp4v.mp4"
@@ -227,3 +229,35 @@ def test_a_segment_on_s3_reads_only_its_part_of_the_object(s3_server) -> None:
     assert [f.index for f in remote] == list(range(start, end))
     assert all(np.array_equal(a.image, b.image) for a, b in zip(remote, here, strict=True))
     assert fetched < local.stat().st_size / 3, fetched  # index + 20 frames, in 256 KiB blocks
+
+
+def test_a_failed_video_leaves_no_parts_behind(job_store: JobStore, tmp_path: Path) -> None:
+    # Segment 0 writes its part, segment 1 fails the video and that ends the job: the report
+    # written at the end sweeps the part no merge will ever take.
+    model = load_model("yolox-nano", model_dir=MODEL_DIR, download=False)
+    src, dst = open_storage(str(CLIP.parent)), open_storage(str(tmp_path / "out"))
+    job_id = job_store.create(src.uri, dst.uri, "yolox-nano")
+    job_store.add_items(job_id, 1)
+    job_store.finish_listing(job_id)
+    plan = VideoPlan(
+        job_id=job_id,
+        input_uri=src.uri,
+        output_uri=dst.uri,
+        model="yolox-nano",
+        item=CLIP.name,
+        segment_seconds=2,
+    )
+    video = probe(CLIP, "clip")
+    videos = VideoStore(job_store)
+    videos.plan(job_id, CLIP.name, merge_message(plan, video))
+    first = next(iter(plan_segments(plan, video)))
+    assert process_segment(first, src, dst, model, 1).ok
+    assert videos.record(job_id, CLIP.name, 0, ok=True, frames=25) is SegmentOutcome.NOTHING
+    assert len(list(dst.list(parts_prefix(job_id)))) == 2  # its .mp4 and .jsonl
+    reason = {"item": CLIP.name, "error": "VideoOpenError", "message": "segment 1: corrupt"}
+    outcome = videos.record(job_id, CLIP.name, 1, ok=False, reason=reason)
+    assert outcome is SegmentOutcome.FAILED_JOB_COMPLETE
+    record = write_report(job_store, job_id)
+    assert (record.status, record.failed) == (JobStatus.DONE, 1)
+    assert not list(dst.list(parts_prefix(job_id)))
+    assert dst.exists(report_key("summary.json"))

@@ -123,6 +123,10 @@ def register(app: Celery) -> None:
                 outcome = videos.record(job.job_id, job.item, job.segment_no, True, frames=frames)
                 if outcome is SegmentOutcome.MERGE:
                     send_job(self.app, videos.merge_message(job.job_id, job.item))
+                elif videos.state(job.job_id, job.item) == "failed":
+                    # Another segment failed the video while this one ran: no merge will take
+                    # this part, and the job's end may have swept the parts already.
+                    delete_parts(job.job_id, job.item, [job.segment_no], rt.storage(job.output_uri))
                 guard.settle(unit)
             return {"frames": result.frames, "outcome": outcome.name.lower(), "job": job.job_id}
         return {"job": job.job_id, "outcome": STOPPED}
@@ -152,7 +156,7 @@ def register(app: Celery) -> None:
                 VideoStore(rt.jobs).settle(job.job_id, job.item, merged=True)
                 guard.record(result)  # counts the video done; writes the report if it was last
                 try:
-                    delete_parts(job, dst)
+                    delete_parts(job.job_id, job.item, range(job.segments), dst)
                 except Exception as exc:  # the video is published; only scratch files are left
                     log.warning("parts of %s in job %s not deleted: %s", job.item, job.job_id, exc)
             return {"frames": result.frames, "segments": job.segments, "job": job.job_id}

@@ -13,7 +13,7 @@ A video ``clips/b.mkv`` gives ``clips/b.mkv.mp4`` (annotated, H.264), ``clips/b.
 document and summary) and ``clips/b.mkv.frames.jsonl`` (one sampled frame a line, in frame order);
 an ``.mp4`` input keeps its name. While a video job runs, each segment writes its part under
 ``_framefleet/parts/<job>/<item>/<segment>.{mp4,jsonl}``; the merge deletes them once it has
-published the whole video.
+published the whole video, and the end of the job deletes what a failed video left.
 
 The result documents themselves (image and video) are `framefleet.core.documents`.
 """
@@ -51,7 +51,12 @@ def part_key(job_id: str, item: str, segment: int, ext: str) -> str:
         >>> part_key("j1", "clips/a.mp4", 3, "mp4")
         '_framefleet/parts/j1/clips/a.mp4/00003.mp4'
     """
-    return f"{defaults.REPORT_DIR}/parts/{job_id}/{item}/{segment:05d}.{ext}"
+    return f"{parts_prefix(job_id)}{item}/{segment:05d}.{ext}"
+
+
+def parts_prefix(job_id: str) -> str:
+    """Prefix of every segment part of job ``job_id``."""
+    return f"{defaults.REPORT_DIR}/parts/{job_id}/"
 
 
 def report_key(name: str) -> str:

@@ -10,11 +10,14 @@ cancel, or a reason to give up on the whole job) gets the same report, at once.
 from __future__ import annotations
 
 import json
+import logging
 
-from framefleet.core.errors import JobFinished
+from framefleet.core.errors import JobFinished, StorageError
 from framefleet.core.jobstate import JobRecord, JobStatus, JobStore
-from framefleet.core.outputs import report_key
-from framefleet.core.storage import open_storage
+from framefleet.core.outputs import parts_prefix, report_key
+from framefleet.core.storage import Storage, open_storage
+
+log = logging.getLogger(__name__)
 
 
 def write_report(jobs: JobStore, job_id: str) -> JobRecord:
@@ -25,7 +28,23 @@ def write_report(jobs: JobStore, job_id: str) -> JobRecord:
     lines = "".join(json.dumps({"item": item, **reason}) + "\n" for item, reason in failures)
     dst.write_bytes(report_key("failures.jsonl"), lines.encode())
     dst.write_bytes(report_key("summary.json"), json.dumps(record.to_json(), indent=2).encode())
+    if record.finished and record.videos:
+        delete_scratch(dst, job_id)
     return record
+
+
+def delete_scratch(dst: Storage, job_id: str) -> int:
+    """Delete the segment parts that failed or stopped videos of ``job_id`` left behind (a merged
+    video's parts are gone already); return how many. Best effort: a failure is logged, the
+    report stands."""
+    deleted = 0
+    try:
+        for obj in dst.list(parts_prefix(job_id)):
+            dst.delete(obj.key)
+            deleted += 1
+    except StorageError as exc:
+        log.warning("job %s: segment parts under %s not deleted: %s", job_id, dst.uri, exc)
+    return deleted
 
 
 def stop_job(

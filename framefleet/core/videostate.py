@@ -43,7 +43,7 @@ class SegmentOutcome(IntEnum):
 _RECORD_SEGMENT = (
     _COMPLETE
     + """
--- KEYS: video done job jobdone jobfailed   ARGV: segment ok item reason now frames
+-- KEYS: video done job jobdone jobfailed jobfinished   ARGV: segment ok item reason now frames
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 if ARGV[2] == '1' then
@@ -61,7 +61,7 @@ if redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 0 then
   redis.call('HSET', KEYS[5], ARGV[3], ARGV[4])
 end
 redis.call('HSETNX', KEYS[3], 'started_at', ARGV[5])
-return 2 + complete(KEYS[3], KEYS[4], KEYS[5], ARGV[5])
+return 2 + complete(KEYS[3], KEYS[4], KEYS[5], ARGV[5], KEYS[6])
 """
 )
 
@@ -122,7 +122,7 @@ class VideoStore:
         job, job_done, job_failed, _ = self.jobs.keys(job_id)
         result = self.jobs._call(
             self._record,
-            keys=[video, done, job, job_done, job_failed],
+            keys=[video, done, job, job_done, job_failed, self.jobs._finished_key(job_id)],
             args=[
                 segment,
                 "1" if ok else "0",

@@ -14,7 +14,7 @@ import math
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -155,11 +155,12 @@ def merge_video(
     )
 
 
-def delete_parts(job: VideoMerge, dst: Storage) -> None:
-    """Remove the segments' parts once the merged outputs are published."""
-    for k in range(job.segments):
+def delete_parts(job_id: str, item: str, segments: Iterable[int], dst: Storage) -> None:
+    """Remove the parts of ``segments`` of video ``item``: all of them once the merged outputs
+    are published, or one that finished after its video had failed."""
+    for k in segments:
         for ext in ("mp4", "jsonl"):
-            dst.delete(part_key(job.job_id, job.item, k, ext))
+            dst.delete(part_key(job_id, item, k, ext))
 
 
 def _merge_lines(job: VideoMerge, folder: Path, out: IO[str], labels: list[str]) -> _Tally:

@@ -51,12 +51,14 @@ def process_video(
         sample_fps=sampling.fps,
         skip_static=sampling.skip_static,
     )
-    for segment in plan_segments(plan, video):
-        result = process_segment(segment, src, dst, model, threads)
-        if not result.ok:
-            return replace(result, item=item)
     merge = merge_message(plan, video)
-    result = merge_video(merge, dst, src.uri_for(item), model.info, model.adapter.labels)
-    if result.ok:
-        delete_parts(merge, dst)
-    return result
+    done: list[int] = []
+    try:
+        for segment in plan_segments(plan, video):
+            result = process_segment(segment, src, dst, model, threads)
+            if not result.ok:
+                return replace(result, item=item)
+            done.append(segment.segment_no)
+        return merge_video(merge, dst, src.uri_for(item), model.info, model.adapter.labels)
+    finally:  # published or failed, the parts are scratch
+        delete_parts(job_id, item, done, dst)
