@@ -15,9 +15,11 @@ from rich.console import Console
 
 from benchmarks.procstats import group_pids, peak_rss_mb
 from framefleet.core.jobstate import JobStore
+from framefleet.core.outputs import report_key
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from framefleet.queue import create_app
+from framefleet.report import REPORT_PAGE
 from framefleet.services.processes import LoggedProcess, start_worker
 from producer.progress import watch
 from producer.submit import submit
@@ -83,12 +85,24 @@ class Fleet:
         if record.failed or record.done != result.items:
             failures = list(jobs.failures(record.job_id))[:3]
             raise SystemExit(f"job {record.job_id}: {record.failed} failed: {failures}")
+        _wait_for_report(output_uri)
         return FleetRun(wall, result.items, _latencies(output_uri))
 
     def warm_up(self, input_uri: str, output_uri: str, model: str) -> None:
         """One small job with one item per message, so every worker process has loaded its
         model and opened its clients before anything is timed."""
         self.run(input_uri, output_uri, model, batch_size=1)
+
+
+def _wait_for_report(output_uri: str, timeout_s: float = 60.0) -> None:
+    """Wait (untimed) for the report page the worker writes just after the job completes, so
+    its reads and thumbnails never run inside the next row's measurement."""
+    dst = open_storage(output_uri)
+    deadline = time.monotonic() + timeout_s
+    while not dst.exists(report_key(REPORT_PAGE)):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no report page under {output_uri} {timeout_s:.0f} s after the job")
+        time.sleep(0.05)
 
 
 def _latencies(output_uri: str) -> list[float]:

@@ -21,6 +21,7 @@ from framefleet.core.inputs import check_output, classify, first_media, input_li
 from framefleet.core.jobstate import JobStatus, JobStore
 from framefleet.core.listing import ProducerBeat, close_orphans
 from framefleet.core.messages import ImageBatch, Message, VideoPlan
+from framefleet.core.outputs import holds_nothing
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
@@ -235,6 +236,10 @@ def submit(
     jobs.reconnect_s = settings.redis_wait_s  # fail fast at first, then ride out a restart
     sampling = sampling or Sampling()
     params = job_params(settings, engine, force, sampling)
+    if not force and holds_nothing(dst):
+        # Nothing to resume from: workers skip the per-item look for complete outputs (a HEAD
+        # per image on S3, most of a worker's main-thread time beside the forward).
+        params["fresh_output"] = True
     job_id = jobs.create(src.uri, dst.uri, model, params=params)
     with ProducerBeat(jobs, job_id):  # while it lists; a resubmission closes it if it dies
         on_created(job_id)

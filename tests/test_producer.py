@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
 from framefleet.core.inputs import classify, input_keys
 from framefleet.core.messages import ImageBatch, VideoPlan
-from framefleet.core.storage import MemoryStorage
+from framefleet.core.outputs import holds_nothing
+from framefleet.core.storage import LocalStorage, MemoryStorage
 from producer.submit import messages
 
 
@@ -56,6 +58,19 @@ def test_listing_is_lazy_and_skips_outputs_inside_the_input() -> None:
     listing = input_keys(src, dst)
     assert not isinstance(listing, list)
     assert [o.key for o in listing] == ["a.jpg", "b.jpg"]
+
+
+def test_holds_nothing_only_for_an_empty_or_missing_output(tmp_path: Path) -> None:
+    name = uuid.uuid4().hex[:6]
+    empty = MemoryStorage(f"mem://{name}/out/")
+    assert holds_nothing(empty)
+    empty.write_bytes("_framefleet/summary.json", b"{}")  # a report counts: something ran there
+    assert not holds_nothing(empty)
+    assert holds_nothing(LocalStorage(str(tmp_path / "not-yet")))  # created by the first write
+    (tmp_path / "some" / "deep").mkdir(parents=True)
+    assert holds_nothing(LocalStorage(str(tmp_path / "some")))  # folders alone hold no output
+    (tmp_path / "some" / "deep" / "a.jpg.json").write_text("{}")
+    assert not holds_nothing(LocalStorage(str(tmp_path / "some")))
 
 
 def test_producer_never_imports_opencv() -> None:

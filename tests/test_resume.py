@@ -156,12 +156,16 @@ def test_resubmit_skips_complete_outputs_and_force_redoes_them(
         src.write_bytes(path.name, path.read_bytes())
     fleet.start("w1")
     args = ("submit", src.uri, "--out", dst.uri, "--wait")
-    assert run_cli(settings, *args).returncode == 0
+    done = run_cli(settings, *args)
+    assert done.returncode == 0, done.stderr
+    # An empty output: its workers need not look for earlier outputs item by item.
+    assert job_store.get(done.stdout.splitlines()[0].strip()).params.get("fresh_output") is True
     first = {k: created_at(dst, k) for k in keys}
     (tmp_path / "out" / result_key(keys[0])).unlink()  # incomplete: the JSON is missing
     second = run_cli(settings, *args)
     assert second.returncode == 0, second.stderr
     record = job_store.get(second.stdout.splitlines()[0].strip())
+    assert "fresh_output" not in record.params  # outputs there: each item is looked for
     assert (record.done, record.failed) == (5, 0)
     assert record.classes  # skipped items still count their detections
     now = {k: created_at(dst, k) for k in keys}

@@ -18,7 +18,7 @@ task passes (a failed segment fails its video through the segment barrier).
 `Guard.begin` counts a start of an item: an item whose earlier starts killed their process
 ``max_crashes`` times is recorded as failed (a poison item) instead of run again, and an image
 whose outputs are already complete is counted done without running (`workers.resume`; not with
-``submit --force``).
+``submit --force``, nor when the output root was empty at submit).
 """
 
 from __future__ import annotations
@@ -64,7 +64,11 @@ class Guard:
     ) -> None:
         self.lease_id = lease_id
         self.job = job
-        self.resume = isinstance(job, ImageBatch) and not (params or {}).get("force")
+        params = params or {}
+        # fresh_output: the output root was empty at submit, so no earlier outputs to look for.
+        self.resume = isinstance(job, ImageBatch) and not (
+            params.get("force") or params.get("fresh_output")
+        )
         self.rt = runtime.current()
         self.settled: set[str] = set()
         self.failed: list[ItemResult] = []

@@ -5,7 +5,9 @@ and the JSON is a result document of the same model: outputs are written annotat
 JSON last, each atomically, so a JSON present means its image is too, and a job killed half-way
 (or a producer killed mid-listing and submitted again) resumes where it stopped. A document of
 another model is not a result of this job: the item runs again and overwrites it.
-``submit --force`` runs every item again.
+``submit --force`` runs every item again. A job whose output root held nothing when it was
+submitted (`framefleet.core.outputs.holds_nothing`) has nothing to resume, so its workers skip
+the look (on S3, a HEAD per image).
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ from __future__ import annotations
 import posixpath
 
 from framefleet.core import defaults
+from framefleet.core.errors import StorageError
+from framefleet.core.storage import Storage
 
 
 def result_key(item: str) -> str:
@@ -67,3 +69,14 @@ def report_key(name: str) -> str:
 def is_report_key(key: str) -> bool:
     """True for keys framefleet itself writes under an output root (never inputs)."""
     return key.startswith(f"{defaults.REPORT_DIR}/")
+
+
+def holds_nothing(dst: Storage) -> bool:
+    """True if nothing at all is under the output root ``dst`` (one list request), so no item
+    can have outputs of an earlier run there and workers need not look for them; False when
+    anything is there or the listing fails (workers then check each item, as they always may).
+    """
+    try:
+        return next(iter(dst.list()), None) is None
+    except StorageError:
+        return False
