@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
+import redis
 
 from framefleet.core.inputs import classify, input_keys
 from framefleet.core.messages import ImageBatch, VideoPlan
 from framefleet.core.outputs import holds_nothing
+from framefleet.core.settings import Settings
 from framefleet.core.storage import LocalStorage, MemoryStorage
+from framefleet.queue import create_app, queue_name, send_jobs
+from framefleet.services.redis import RedisServer
 from producer.submit import messages
 
 
@@ -79,3 +85,26 @@ def test_producer_never_imports_opencv() -> None:
     code = "import producer.submit, producer.progress, framefleet.cli, sys; print('cv2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_send_jobs_publishes_in_one_batch_and_rides_out_a_redis_restart(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        settings = Settings(redis_url=server.url, redis_wait_s=20)
+        app = create_app(settings)
+        src, dst = MemoryStorage("mem://send-in/"), MemoryStorage("mem://send-out/")
+        keys = [f"{i}.jpg" for i in range(10)]
+        jobs = [m for m, _ in messages("j", src, dst, "yolox-nano", 2, keys)]
+        client = redis.Redis.from_url(server.url)
+        send_jobs(app, jobs)
+        queue = queue_name("yolox-nano")
+        sent = [json.loads(raw)["headers"]["argsrepr"] for raw in client.lrange(queue, 0, -1)]
+        assert len(set(sent)) == len(sent) == 5, sent
+        server.stop()  # down while sending; back 1.5 s later on the same port
+        again = threading.Timer(1.5, server.start)
+        again.start()
+        send_jobs(app, jobs)
+        again.join()
+        assert redis.Redis.from_url(server.url).llen(queue) >= len(jobs)  # an empty Redis again
+    finally:
+        server.stop()
