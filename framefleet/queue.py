@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from celery import Celery
 from kombu.entity import Queue
@@ -144,8 +145,12 @@ def send_jobs(app: Celery, jobs: Sequence[Message]) -> None:
     for attempt in itertools.count():
         try:
             with app.producer_or_acquire() as producer, producer.batch(max_size=BATCH_COMMANDS):
+                declared: set[str] = set()
                 for job in jobs:
-                    _send(app, producer, job)
+                    # Each queue is declared by its first message only: kombu's own check of
+                    # "declared already" hashes the whole queue, a tenth of the producer's time.
+                    _send(app, producer, job, declare=queue_name(job.model) not in declared)
+                    declared.add(queue_name(job.model))
             return
         except OperationalError as exc:  # kombu already retried it per the policy
             raise _unreachable(app, exc) from exc
@@ -160,10 +165,11 @@ def send_jobs(app: Celery, jobs: Sequence[Message]) -> None:
             pause = min(pause + step, most)
 
 
-def _send(app: Celery, producer: Producer, job: Message) -> None:
-    app.send_task(
-        TASK_FOR_KIND[job.kind], args=[job.encode()], producer=producer, **task_options(job)
+def _send(app: Celery, producer: Producer, job: Message, declare: bool = True) -> None:
+    options: dict[str, Any] = (
+        {**task_options(job)} if declare else {**task_options(job), "declare": []}
     )
+    app.send_task(TASK_FOR_KIND[job.kind], args=[job.encode()], producer=producer, **options)
 
 
 def _unreachable(app: Celery, exc: Exception) -> BrokerError:
