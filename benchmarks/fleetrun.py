@@ -8,12 +8,13 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from benchmarks.procstats import group_pids, peak_rss_mb
+from benchmarks.procstats import cpu_seconds, group_pids, peak_rss_mb
 from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import report_key
 from framefleet.core.settings import Settings
@@ -32,6 +33,8 @@ class FleetRun:
     wall_s: float
     items: int
     latencies_ms: list[float]
+    server_cpu_s: float = 0.0
+    """CPU seconds the storage server's processes used during the wall (0.0 if none given)."""
 
     @property
     def rate(self) -> float:
@@ -72,21 +75,31 @@ class Fleet:
         children = [p for p in group_pids(self.worker.pid) if p != self.worker.pid]
         return max((peak_rss_mb(p) for p in children), default=0.0)
 
-    def run(self, input_uri: str, output_uri: str, model: str, batch_size: int) -> FleetRun:
-        """Submit ``input_uri`` and wait as ``submit --wait`` does; wall from submit to return."""
+    def run(
+        self,
+        input_uri: str,
+        output_uri: str,
+        model: str,
+        batch_size: int,
+        server_pids: Sequence[int] = (),
+    ) -> FleetRun:
+        """Submit ``input_uri`` and wait as ``submit --wait`` does; wall from submit to return
+        (and the CPU time of ``server_pids`` over that wall)."""
         settings = self.settings.with_(batch_size=batch_size)
         app = create_app(settings)
         jobs = JobStore.from_url(settings.redis_url)
         quiet = Console(file=io.StringIO())
+        server_cpu = sum(cpu_seconds(p) for p in server_pids)
         start = time.perf_counter()
         result = submit(settings, app, input_uri, output_uri, model)
         record = watch(jobs, result.job_id or "", console=quiet)
         wall = time.perf_counter() - start
+        server_cpu = sum(cpu_seconds(p) for p in server_pids) - server_cpu
         if record.failed or record.done != result.items:
             failures = list(jobs.failures(record.job_id))[:3]
             raise SystemExit(f"job {record.job_id}: {record.failed} failed: {failures}")
         _wait_for_report(output_uri)
-        return FleetRun(wall, result.items, _latencies(output_uri))
+        return FleetRun(wall, result.items, _latencies(output_uri), server_cpu)
 
     def warm_up(self, input_uri: str, output_uri: str, model: str) -> None:
         """One small job with one item per message, so every worker process has loaded its

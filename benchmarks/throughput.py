@@ -223,25 +223,29 @@ def main() -> None:
                         )
                         if seaweed is None:
                             continue
+                        limit_weed = sum(cpu_seconds(p) for p in weed_pids)
                         lim_s3 = len(keys) / plain_limit(
                             keys, processes=procs, model=args.model, model_dir=model_dir,
                             engine=engine, source=s3_in, target=f"s3://limit/{engine}/",
                             s3_env=s3_env,
                         )  # fmt: skip
+                        limit_weed = sum(cpu_seconds(p) for p in weed_pids) - limit_weed
                         table.add(f"S3 limit, {engine} ({procs} plain processes)", lim_s3)
-                        weed_cpu = sum(cpu_seconds(p) for p in weed_pids)
                         run = fleet.run(
-                            s3_in, f"s3://bench/out-{engine}/", args.model, args.batch_size
-                        )
-                        weed_cpu = sum(cpu_seconds(p) for p in weed_pids) - weed_cpu
+                            s3_in, f"s3://bench/out-{engine}/", args.model, args.batch_size,
+                            server_pids=weed_pids,
+                        )  # fmt: skip
+                        weed_cpu = run.server_cpu_s
                         fleet_row(
                             table, f"framefleet S3, {engine}", run, lim_s3, fleet.peak_rss_mb()
                         )
+                        cores = os.cpu_count() or 1
                         table.notes.append(
                             f"SeaweedFS CPU during framefleet S3 on {engine}: {weed_cpu:.1f} s "
                             f"over {run.wall_s:.1f} s wall "
-                            f"({100 * weed_cpu / run.wall_s / (os.cpu_count() or 1):.0f}% "
-                            "of the machine)"
+                            f"({100 * weed_cpu / run.wall_s / cores:.0f}% of the machine); "
+                            f"during the S3 limit: {limit_weed:.1f} s over "
+                            f"{len(keys) / lim_s3:.1f} s"
                         )
                 naive_files = [work / "in" / k for k in keys[: args.naive_images or len(keys)]]
                 naive = naive_rate(
