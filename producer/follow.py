@@ -29,7 +29,8 @@ from framefleet.core import defaults
 from framefleet.core.errors import ConfigError
 from framefleet.core.followstate import FollowStore, identity
 from framefleet.core.inputs import check_output, classify, input_keys, open_input
-from framefleet.core.jobstate import JobRecord, JobStore
+from framefleet.core.jobrecord import JobRecord
+from framefleet.core.jobstate import JobStore
 from framefleet.core.listing import ProducerBeat
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings

@@ -20,7 +20,8 @@ from rich.table import Table
 from rich.text import Text
 
 from framefleet.core.followstate import FollowInfo
-from framefleet.core.jobstate import JobRecord, JobStatus, JobStore, VideoProgress
+from framefleet.core.jobrecord import JobRecord, JobStatus, VideoProgress
+from framefleet.core.jobstate import JobStore
 
 MAX_VIDEO_ROWS = 5
 """Videos shown one per row in the live display; the rest are counted in one line."""

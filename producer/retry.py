@@ -12,7 +12,8 @@ from celery import Celery
 
 from framefleet.core.control import JobControl
 from framefleet.core.errors import ConfigError
-from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.jobrecord import JobStatus
+from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from framefleet.queue import send_job

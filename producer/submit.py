@@ -18,7 +18,8 @@ from celery import Celery
 from framefleet.core import defaults
 from framefleet.core.errors import ConfigError, JobFinished, PipelineError
 from framefleet.core.inputs import check_output, classify, first_media, input_listing, open_input
-from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.jobrecord import JobStatus
+from framefleet.core.jobstate import JobStore
 from framefleet.core.listing import ProducerBeat, close_orphans
 from framefleet.core.messages import ImageBatch, Message, VideoPlan
 from framefleet.core.outputs import holds_nothing

@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 from benchmarks.procstats import child_pids
-from framefleet.core.jobstate import JobRecord, JobStore
+from framefleet.core.jobrecord import JobRecord
+from framefleet.core.jobstate import JobStore
 from framefleet.core.leases import LeaseStore
 from framefleet.core.outputs import annotated_key, is_report_key, result_key
 from framefleet.core.storage import Storage

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from framefleet.core.jobstate import JobRecord, JobStore
+from framefleet.core.jobrecord import JobRecord
+from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage
 from framefleet.services.processes import LoggedProcess, start_worker

@@ -18,7 +18,8 @@ from helpers import MODEL_DIR, iou
 from kombu import Connection
 from test_e2e import run_cli
 
-from framefleet.core.jobstate import JobRecord, JobStore
+from framefleet.core.jobrecord import JobRecord
+from framefleet.core.jobstate import JobStore
 from framefleet.core.messages import ImageBatch
 from framefleet.core.modelstore import ModelStore
 from framefleet.core.outputs import annotated_key, frames_key, result_key

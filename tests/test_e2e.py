@@ -12,7 +12,8 @@ import pytest
 from fleet import Fleet, run_cli, wait_for_job, wait_for_object
 from helpers import MODEL_DIR
 
-from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.jobrecord import JobStatus
+from framefleet.core.jobstate import JobStore
 from framefleet.core.modelstore import ModelStore
 from framefleet.core.outputs import annotated_key, report_key, result_key
 from framefleet.core.results import Detections

@@ -25,7 +25,8 @@ from test_video import WALK, assert_each_sampled_frame_once, assert_whole_video,
 
 from benchmarks.procstats import child_pids
 from framefleet.core import redisconn
-from framefleet.core.jobstate import JobRecord, JobStatus, JobStore
+from framefleet.core.jobrecord import JobRecord, JobStatus
+from framefleet.core.jobstate import JobStore
 from framefleet.core.leases import LeaseStore
 from framefleet.core.messages import ImageBatch
 from framefleet.core.sampling import Sampling

@@ -15,7 +15,8 @@ from fleet import REPO, Fleet, wait_for_job
 from test_faults import LEASE_TTL_S, make_input
 
 from framefleet.core.errors import StorageError
-from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.jobrecord import JobStatus
+from framefleet.core.jobstate import JobStore
 from framefleet.core.leases import LeaseStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage

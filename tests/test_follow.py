@@ -19,7 +19,8 @@ from seaweed import unique_root
 from test_faults_services import Cli
 
 from framefleet.core.followstate import FollowStore
-from framefleet.core.jobstate import JobRecord, JobStatus, JobStore
+from framefleet.core.jobrecord import JobRecord, JobStatus
+from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import report_key, result_key
 from framefleet.core.storage import Storage, open_storage
 

@@ -9,7 +9,8 @@ import pytest
 
 from framefleet.cli.streaming import parse_duration, parse_until
 from framefleet.core.followstate import FollowStore, identity, percentile
-from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.jobrecord import JobStatus
+from framefleet.core.jobstate import JobStore
 from framefleet.core.storage import StorageObject
 
 

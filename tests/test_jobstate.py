@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from framefleet.core.errors import BrokerError, JobNotFound
-from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.jobrecord import JobStatus
+from framefleet.core.jobstate import JobStore
 
 
 def new_job(store: JobStore, items: int) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.jobrecord import JobStatus
+from framefleet.core.jobstate import JobStore
 from framefleet.core.listing import ProducerBeat, close_orphans, producer_gone
 
 

@@ -15,7 +15,8 @@ from terminal import Terminal
 from test_e2e import run_cli, upload
 from test_operations import SHORT_CLIP
 
-from framefleet.core.jobstate import JobRecord, JobStatus, JobStore, VideoProgress
+from framefleet.core.jobrecord import JobRecord, JobStatus, VideoProgress
+from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from producer.progress import eta_s, plain_line, render
@@ -42,7 +43,9 @@ def snapshot(**changes: object) -> JobRecord:
 
 
 LONG_VIDEOS = tuple(
-    VideoProgress(f"cameras/north-gate/2026-11-2{i}/recording_{i:03d}_1920x1080.mp4", i, 9, i * 250, 2250)
+    VideoProgress(
+        f"cameras/north-gate/2026-11-2{i}/recording_{i:03d}_1920x1080.mp4", i, 9, i * 250, 2250
+    )
     for i in range(8)
 )
 
@@ -55,7 +58,14 @@ LONG_VIDEOS = tuple(
         pytest.param(snapshot(listed=False, status=JobStatus.LISTING), id="listing"),
         # a million items, eight long videos with long names, an error line
         pytest.param(
-            snapshot(total=1_234_567, done=456_789, failed=1_234, frames=900_000, videos=LONG_VIDEOS, error="listing stopped after 1,234,567 items: S3 unreachable"),
+            snapshot(
+                total=1_234_567,
+                done=456_789,
+                failed=1_234,
+                frames=900_000,
+                videos=LONG_VIDEOS,
+                error="listing stopped after 1,234,567 items: S3 unreachable",
+            ),
             id="big-with-videos",
         ),
         pytest.param(snapshot(status=JobStatus.DONE, done=298, finished_at=NOW - 1), id="done"),
@@ -83,8 +93,12 @@ def test_render_fits_80_columns(record: JobRecord) -> None:
 def test_eta_counts_frames_of_long_videos() -> None:
     # All 99 photos are done at 10 items/s; one video with 9,000 frames left runs at
     # 20 frames/s: an item-based ETA would say 0.1 s, the frame-based one 450 s.
-    video = VideoProgress("long.mp4", segments_done=1, segments_total=10, frames_done=1000, frames_total=10_000)
-    record = snapshot(total=100, done=99, failed=0, frames=198, videos=(video,), started_at=NOW - 9.9)
+    video = VideoProgress(
+        "long.mp4", segments_done=1, segments_total=10, frames_done=1000, frames_total=10_000
+    )
+    record = snapshot(
+        total=100, done=99, failed=0, frames=198, videos=(video,), started_at=NOW - 9.9
+    )
     assert record.eta_s(now=NOW) == pytest.approx(0.1)
     assert eta_s(record, now=NOW) == pytest.approx(9000 / record.frame_rate(now=NOW))
     assert eta_s(record, now=NOW) > 400
@@ -100,7 +114,18 @@ def test_submit_wait_redraws_in_place_in_an_80_column_terminal(
     src.write_bytes("clips/parking.mp4", SHORT_CLIP.read_bytes())  # 3.3 s: 4 segments of 1 s
     terminal = Terminal(tmp_path, width=80, height=24)
     try:
-        argv = [sys.executable, "-m", "framefleet.cli", "submit", src.uri, "--out", str(tmp_path / "out"), "--wait", "--segment-seconds", "1"]
+        argv = [
+            sys.executable,
+            "-m",
+            "framefleet.cli",
+            "submit",
+            src.uri,
+            "--out",
+            str(tmp_path / "out"),
+            "--wait",
+            "--segment-seconds",
+            "1",
+        ]
         terminal.run(argv, fleet.env(), cwd=REPO)
         fleet.start("w1")  # the display redraws at 0/6 while the worker starts, then advances
         assert terminal.wait(timeout_s=180) == 1  # one item failed

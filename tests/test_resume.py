@@ -19,7 +19,8 @@ from faults import assert_exactly_once
 from fleet import REPO, Fleet, wait_for_job, wait_for_object
 from test_e2e import run_cli
 
-from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.jobrecord import JobStatus
+from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import report_key, result_key
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
@@ -246,5 +247,10 @@ def test_producer_killed_mid_listing_then_submitted_again(
     assert closed.done + closed.failed + closed.cancelled == closed.total
     assert f"closed job {first_id}" in again.stderr
     record = wait_for_job(job_store, second_id, timeout_s=240)
-    assert (record.status, record.total, record.done, record.failed) == (JobStatus.DONE, 120, 120, 0)
+    assert (record.status, record.total, record.done, record.failed) == (
+        JobStatus.DONE,
+        120,
+        120,
+        0,
+    )
     assert_exactly_once(job_store, record, open_storage(out), keys)

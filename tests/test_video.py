@@ -19,7 +19,8 @@ from test_e2e import run_cli
 
 from benchmarks.procstats import child_pids
 from framefleet.core.documents import VideoDocument, read_document
-from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.jobrecord import JobStatus
+from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import annotated_key, frames_key, result_key
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings

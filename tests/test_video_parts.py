@@ -13,7 +13,8 @@ from helpers import MEDIA_DIR, MODEL_DIR
 
 from framefleet.core.documents import FrameResult, VideoDocument, read_document
 from framefleet.core.errors import ConfigError
-from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.jobrecord import JobStatus
+from framefleet.core.jobstate import JobStore
 from framefleet.core.messages import VideoMerge, VideoPlan, VideoSegment
 from framefleet.core.outputs import annotated_key, frames_key, parts_prefix, report_key, result_key
 from framefleet.core.results import Detections

@@ -10,7 +10,8 @@ import time
 import pytest
 from rich.console import Console
 
-from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.jobrecord import JobStatus
+from framefleet.core.jobstate import JobStore
 from producer.progress import watch
 
 

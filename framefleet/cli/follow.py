@@ -11,7 +11,8 @@ import click
 from rich.console import Console
 
 from framefleet.cli.base import EXIT_INTERRUPTED
-from framefleet.core.jobstate import JobRecord, JobStore
+from framefleet.core.jobrecord import JobRecord
+from framefleet.core.jobstate import JobStore
 from framefleet.core.presence import Presence
 from framefleet.core.settings import Settings
 

@@ -12,7 +12,8 @@ from framefleet.cli.base import HELP_EPILOG, _exits, main
 from framefleet.core.settings import Settings
 
 if TYPE_CHECKING:
-    from framefleet.core.jobstate import JobRecord, JobStore
+    from framefleet.core.jobrecord import JobRecord
+    from framefleet.core.jobstate import JobStore
 
 
 @main.command(epilog=HELP_EPILOG)
@@ -91,7 +92,7 @@ def jobs(settings: Settings, limit: int) -> None:
 def _state(store: JobStore, record: JobRecord) -> str:
     """The job's status; a job left listing by a producer that died says so (submitting the
     same input, output and model again closes it)."""
-    from framefleet.core.jobstate import JobStatus
+    from framefleet.core.jobrecord import JobStatus
     from framefleet.core.listing import producer_gone
 
     if record.status is JobStatus.LISTING and producer_gone(store, record.job_id):

@@ -116,7 +116,8 @@ def run_follow(
     from framefleet.cli.follow import follow as watch
     from framefleet.cli.follow import warn_if_no_worker
     from framefleet.core.followstate import FollowStore
-    from framefleet.core.jobstate import JobStatus, JobStore
+    from framefleet.core.jobrecord import JobStatus
+    from framefleet.core.jobstate import JobStore
     from framefleet.queue import create_app
     from producer.follow import FollowOptions, Tick, follow
     from producer.progress import summary_table

@@ -143,7 +143,8 @@ def submit(
     """Submit every image and video under INPUT_URI (folder, file:// or s3:// prefix), or the
     one image or video INPUT_URI names. --out must not lie inside the input."""
     from framefleet.cli.follow import follow, warn_if_no_worker
-    from framefleet.core.jobstate import JobStatus, JobStore
+    from framefleet.core.jobrecord import JobStatus
+    from framefleet.core.jobstate import JobStore
     from framefleet.core.sampling import Sampling
     from framefleet.queue import create_app
     from producer.progress import summary_table

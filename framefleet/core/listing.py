@@ -23,7 +23,8 @@ import threading
 from types import TracebackType
 
 from framefleet.core.errors import JobFinished
-from framefleet.core.jobstate import JobStatus, JobStore
+from framefleet.core.jobrecord import JobStatus
+from framefleet.core.jobstate import JobStore
 from framefleet.core.summary import stop_job
 
 log = logging.getLogger(__name__)

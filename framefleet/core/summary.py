@@ -13,7 +13,8 @@ import json
 import logging
 
 from framefleet.core.errors import JobFinished, StorageError
-from framefleet.core.jobstate import JobRecord, JobStatus, JobStore
+from framefleet.core.jobrecord import JobRecord, JobStatus
+from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import parts_prefix, report_key
 from framefleet.core.storage import Storage, open_storage
 

@@ -23,7 +23,8 @@ from enum import IntEnum
 from typing import Any
 
 from framefleet.core.errors import JobNotFound
-from framefleet.core.jobstate import _COMPLETE, JobStore, VideoProgress, video_keys
+from framefleet.core.jobrecord import VideoProgress
+from framefleet.core.jobstate import _COMPLETE, JobStore, video_keys
 from framefleet.core.messages import VideoMerge
 
 

@@ -23,7 +23,8 @@ from PIL import Image, UnidentifiedImageError
 from framefleet.core.documents import Document, ImageDocument, VideoDocument, read_document
 from framefleet.core.errors import PipelineError
 from framefleet.core.inputs import classify
-from framefleet.core.jobstate import JobRecord, JobStore
+from framefleet.core.jobrecord import JobRecord
+from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import annotated_key, result_key
 from framefleet.core.results import Detections
 from framefleet.core.storage import Storage
@@ -96,9 +97,7 @@ class ReportData:
 def label_counts(detections: Detections) -> list[tuple[str, int]]:
     """(class name, count), most frequent first."""
     names = detections.data.get("class_name")
-    labels = (
-        [str(n) for n in names] if names is not None else [str(c) for c in detections.class_id]
-    )
+    labels = [str(n) for n in names] if names is not None else [str(c) for c in detections.class_id]
     return Counter(labels).most_common()
 
 
