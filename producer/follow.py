@@ -202,7 +202,7 @@ def follow(
     if single is not None:
         raise ConfigError(f"--follow needs a folder or prefix to list, not one file: {input_uri}")
     check_output(src, dst, single=False)
-    jobs = JobStore.from_url(settings.redis_url)
+    jobs = JobStore.from_url(settings.redis_url, item_ttl_s=settings.job_ttl_s)
     jobs.reconnect_s = settings.redis_wait_s
     store = FollowStore(jobs)
     ident = identity(src.uri, dst.uri, model)

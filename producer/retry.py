@@ -27,6 +27,7 @@ def retry_failed(settings: Settings, app: Celery, jobs: JobStore, job_id: str) -
         JobNotFound: no such job.
         ConfigError: the job was cancelled or stopped early: its unlisted or dropped items have
             no record to retry from; submit it again (complete outputs are skipped).
+        JobItemsExpired: its failures expired from Redis (FRAMEFLEET_JOB_TTL_DAYS after it ended).
         BrokerError: Redis is unreachable.
     """
     record = jobs.get(job_id)
@@ -37,6 +38,7 @@ def retry_failed(settings: Settings, app: Celery, jobs: JobStore, job_id: str) -
             + "; its unprocessed items have no outcome to retry. Submit the same input to the "
             "same output again: items whose outputs are complete are skipped"
         )
+    jobs.require_items(job_id)
     items = JobControl(jobs).reopen(job_id)
     if not items:
         return []

@@ -233,7 +233,7 @@ def submit(
             sent += 1
         return Submission(job_id=None, items=items, skipped=skipped, messages=sent)
 
-    jobs = JobStore.from_url(settings.redis_url)
+    jobs = JobStore.from_url(settings.redis_url, item_ttl_s=settings.job_ttl_s)
     jobs.reconnect_s = settings.redis_wait_s  # fail fast at first, then ride out a restart
     sampling = sampling or Sampling()
     params = job_params(settings, engine, force, sampling)

@@ -32,6 +32,8 @@ def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_rep
     from framefleet.cli.follow import follow, warn_if_no_worker
     from framefleet.core.followstate import FollowStore
     from framefleet.core.jobstate import JobStore
+    from framefleet.core.outputs import report_key
+    from framefleet.core.storage import join_uri
     from framefleet.report import write_reports
     from producer.progress import summary_table
 
@@ -48,6 +50,14 @@ def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_rep
         if following is not None:
             data["follow"] = following.to_json()
         click.echo(json.dumps(data, indent=2))
+    elif record.items_expired():
+        click.echo(summary_table(record, [], following))
+        click.echo(
+            f"its per-item state (done items, failures) expired from Redis "
+            f"(FRAMEFLEET_JOB_TTL_DAYS after it ended); failures are in "
+            f"{join_uri(record.output_uri, report_key('failures.jsonl'))}",
+            err=True,
+        )
     else:
         click.echo(summary_table(record, list(jobs.failures(job_id)), following))
     warn_if_no_worker(settings, jobs, record)
@@ -55,13 +65,38 @@ def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_rep
 
 @main.command(epilog=HELP_EPILOG)
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Delete every Redis key of the jobs that ended (done, failed, cancelled) more than "
+    "--older-than days ago, their record included; running and following jobs are kept.",
+)
+@click.option(
+    "--older-than",
+    "older_than_days",
+    type=click.FloatRange(min=0),
+    help="With --purge: days since a job ended (0: every ended job).",
+)
 @click.pass_obj
 @_exits
-def jobs(settings: Settings, limit: int) -> None:
-    """Recent jobs, newest first: id, state, counts, model, creation time and input."""
+def jobs(settings: Settings, limit: int, purge: bool, older_than_days: float | None) -> None:
+    """Recent jobs, newest first: id, state, counts, model, creation time and input.
+
+    Per-item state (done items, failures) leaves Redis FRAMEFLEET_JOB_TTL_DAYS after a job
+    ends; `--purge --older-than DAYS` deletes ended jobs whole, now."""
     from framefleet.core.jobstate import JobStore
 
     store = JobStore.from_url(settings.redis_url)
+    if purge or older_than_days is not None:
+        if not purge or older_than_days is None:
+            raise click.UsageError("--purge and --older-than DAYS go together")
+        purged = store.purge(older_than_days * 86400)
+        click.echo(
+            f"purged {len(purged)} jobs that ended more than {older_than_days:g} days ago"
+            + (f": {' '.join(purged)}" if purged else ""),
+            err=True,
+        )
+        return
     records = store.recent(limit)
     if not records:
         click.echo(

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import time
 
-from framefleet.core.jobstate import JobStore
+from framefleet.core.jobstate import _KEEP, _RETIRE, JobStore
 
 # KEYS: job done failed finished   ARGV: now
 # 1: this call stopped the job; 0: within budget, no budget, or not running.
-_CHECK_BUDGET = """
+_CHECK_BUDGET = (
+    _RETIRE
+    + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'running' and status ~= 'listing' then return 0 end
 local ok, params = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'params') or '{}')
@@ -34,12 +36,16 @@ redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error',
   '%.0f%%; the rest of the job was dropped. Check the model and the input, then resubmit',
   failed, seen, 100 * failed / seen, 100 * rate))
 redis.call('RPUSH', KEYS[4], 'finished')
+retire(KEYS[1], ARGV[1])
 return 1
 """
+)
 
 # KEYS: job done failed retrying crashes finished   ARGV: -
 # Returns the items to enqueue again (failed ones, plus earlier retries that have no outcome yet).
-_REOPEN = """
+_REOPEN = (
+    _KEEP
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
 local items = redis.call('HKEYS', KEYS[3])
 for _, old in ipairs(redis.call('SMEMBERS', KEYS[4])) do
@@ -49,6 +55,7 @@ for _, old in ipairs(redis.call('SMEMBERS', KEYS[4])) do
 end
 redis.call('DEL', KEYS[4], KEYS[3], KEYS[5], KEYS[6])
 if #items == 0 then return items end
+keep(KEYS[1])  -- it runs again: nothing of it expires until it ends again
 for i = 1, #items, 1000 do
   redis.call('SADD', KEYS[4], unpack(items, i, math.min(i + 999, #items)))
 end
@@ -56,6 +63,7 @@ redis.call('HSET', KEYS[1], 'status', 'running', 'error', '')
 redis.call('HDEL', KEYS[1], 'finished_at')
 return items
 """
+)
 
 
 class JobControl:

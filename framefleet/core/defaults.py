@@ -35,6 +35,11 @@ MAX_FAILURE_RATE = 1.0
 """Share of failed items (0-1) above which a job is stopped early; 1.0: never
 (FRAMEFLEET_MAX_FAILURE_RATE, `submit --max-failure-rate`)."""
 
+JOB_TTL_DAYS = 7.0
+"""Days a job's per-item state (done set, failures, counted messages, video segments) stays in
+Redis after the job ends (done, failed, cancelled); the job record and its counts stay for good.
+0: keep the per-item state forever (FRAMEFLEET_JOB_TTL_DAYS). About 100 B per item."""
+
 MIN_FAILURE_SAMPLE = 20
 """Items with an outcome before the failure rate may stop a job (FRAMEFLEET_MIN_FAILURE_SAMPLE)."""
 

@@ -8,6 +8,7 @@ what arrived, and what to change.
     ├── ConfigError                 bad settings, registry file or CLI option
     │   ├── UnknownModelError       a model name the registry does not know
     │   ├── JobNotFound             a job id this Redis does not hold
+    │   │   └── JobItemsExpired     an ended job whose per-item state expired (retention)
     │   ├── DatasetError            a labelled data set or ground truth that cannot be used
     │   ├── JobFinished             a job that already ended (done, failed, cancelled) is final
     │   └── NoMediaError            an input that holds no image or video to process
@@ -48,6 +49,11 @@ class UnknownModelError(ConfigError):
 
 class JobNotFound(ConfigError):
     """No job with that id in this Redis (deleted, or another Redis)."""
+
+
+class JobItemsExpired(JobNotFound):
+    """A job that ended long enough ago that its per-item state (done items, failures) expired
+    from Redis; its record and counts are still there."""
 
 
 class DatasetError(ConfigError):

@@ -83,6 +83,9 @@ class JobRecord:
     frames: int = 0
     videos: tuple[VideoProgress, ...] = ()
     """Per-video segment progress, for jobs whose videos are split into segments (else empty)."""
+    items_expire_at: float | None = None
+    """When the per-item state (done items, failures) leaves Redis; None while the job runs or
+    when it is kept forever (FRAMEFLEET_JOB_TTL_DAYS=0). Counts and classes stay."""
 
     @property
     def cancelled(self) -> int:
@@ -100,6 +103,11 @@ class JobRecord:
     def finished(self) -> bool:
         """True once the job will change no more."""
         return self.status in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+    def items_expired(self, now: float | None = None) -> bool:
+        """True once the job's per-item state has expired from Redis (see `items_expire_at`)."""
+        now = time.time() if now is None else now
+        return self.items_expire_at is not None and now >= self.items_expire_at
 
     def elapsed_s(self, now: float | None = None) -> float:
         """Seconds from submission to the end (or to ``now`` while running)."""
@@ -141,6 +149,7 @@ class JobRecord:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "items_expire_at": self.items_expire_at,
             "elapsed_s": round(self.elapsed_s(), 3),
             "items_per_s": round(self.rate(), 3),
             "frames": self.frames,

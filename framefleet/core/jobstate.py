@@ -11,6 +11,13 @@ One place holds the truth about a job::
 
 Outcomes are recorded by one Lua script, so "count once" and "the job is complete" are decided
 atomically: exactly one caller learns that it completed the job and writes its report.
+
+Retention: the script that ends a job (complete, stop, the failure budget) freezes its counts into
+the job hash (``n_done``, ``n_failed``) and gives its per-item keys (done, failed, counted,
+retrying, crashes, videos and their segments, the follow sets) the job's ``item_ttl_s``
+(FRAMEFLEET_JOB_TTL_DAYS, written at creation); the hash, classes and ``:finished`` stay, so
+`jobs` and `status` still show the job. Reopening it (`framefleet retry`) keeps them again.
+Keys are built inside these scripts, so this needs a single Redis (not a cluster), like leases.
 """
 
 from __future__ import annotations
@@ -24,20 +31,66 @@ from typing import Any
 import redis
 
 from framefleet.core import defaults, redisconn
-from framefleet.core.errors import BrokerError, JobNotFound
+from framefleet.core.errors import BrokerError, JobItemsExpired, JobNotFound
 from framefleet.core.jobrecord import JobRecord, JobStatus, VideoProgress
+from framefleet.core.outputs import report_key
 from framefleet.core.redisconn import describe as _describe
+from framefleet.core.storage import join_uri
 
 MAX_VIDEOS = 1000
 """Videos whose progress a job snapshot carries (the first planned)."""
 
+
+# Per-item keys of a job (suffixes of {prefix}:job:{id}), plus each video's two keys: what
+# retention expires when a job ends and keeps again when it is reopened.
+_PER_ITEM = """
+local PER_ITEM = {'done', 'failed', 'counted', 'retrying', 'crashes', 'videos',
+  'follow:seen', 'follow:unsent', 'follow:arrived', 'follow:redo', 'follow:lag'}
+local function per_item_keys(job)
+  local keys = {}
+  for _, item in ipairs(redis.call('ZRANGE', job .. ':videos', 0, -1)) do
+    table.insert(keys, job .. ':video:' .. item)
+    table.insert(keys, job .. ':video:' .. item .. ':done')
+  end
+  for _, suffix in ipairs(PER_ITEM) do table.insert(keys, job .. ':' .. suffix) end
+  return keys
+end
+"""
+
+# Called by every script that ends a job: counts freeze into the hash, per-item keys expire.
+_RETIRE = (
+    _PER_ITEM
+    + """
+local function retire(job, now)
+  redis.call('HSET', job, 'n_done', redis.call('SCARD', job .. ':done'),
+    'n_failed', redis.call('HLEN', job .. ':failed'))
+  local ttl = tonumber(redis.call('HGET', job, 'item_ttl_s') or '0') or 0
+  if ttl <= 0 then return end
+  for _, key in ipairs(per_item_keys(job)) do redis.call('EXPIRE', key, ttl) end
+  redis.call('HSET', job, 'items_expire_at', tonumber(now) + ttl)
+end
+"""
+)
+
+# Called when an ended job runs again (retry): its per-item keys are kept until it ends again.
+_KEEP = (
+    _PER_ITEM
+    + """
+local function keep(job)
+  for _, key in ipairs(per_item_keys(job)) do redis.call('PERSIST', key) end
+  redis.call('HDEL', job, 'items_expire_at', 'n_done', 'n_failed')
+end
+"""
+)
 
 FINISHED_TOKEN = "finished"
 """What the ``:finished`` list holds once the job is finished (done, failed or cancelled)."""
 
 # Decides "complete" and flips the state once; shared by both scripts below. The token it
 # pushes wakes every `wait_for_change` at once, instead of each waiter polling.
-_COMPLETE = """
+_COMPLETE = (
+    _RETIRE
+    + """
 local function complete(job, done, failed, now, finished)
   if redis.call('HGET', job, 'listed') ~= '1' then return 0 end
   local total = tonumber(redis.call('HGET', job, 'total') or '0')
@@ -47,9 +100,11 @@ local function complete(job, done, failed, now, finished)
     redis.call('HSET', job, 'status', 'done')
   end
   redis.call('RPUSH', finished, 'finished')
+  retire(job, now)
   return 1
 end
 """
+)
 
 _RECORD = (
     _COMPLETE
@@ -59,6 +114,9 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 -- A stopped job is final: outcomes of work still in flight when it stopped are not counted.
 if status == 'cancelled' or status == 'failed' then return 0 end
+-- A done job whose per-item keys expired takes no late outcome (it would recreate them, forever).
+local expire_at = tonumber(redis.call('HGET', KEYS[1], 'items_expire_at') or '')
+if expire_at and tonumber(ARGV[5]) >= expire_at then return 0 end
 if ARGV[2] == '1' then
   if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
     redis.call('HDEL', KEYS[3], ARGV[1])
@@ -71,6 +129,15 @@ elseif redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 end
 redis.call('HSETNX', KEYS[1], 'started_at', ARGV[5])
+if status == 'done' then
+  -- A late outcome of an ended job (a redelivery): its frozen counts and expiry follow.
+  redis.call('HSET', KEYS[1], 'n_done', redis.call('SCARD', KEYS[2]),
+    'n_failed', redis.call('HLEN', KEYS[3]))
+  if expire_at then
+    redis.call('EXPIREAT', KEYS[2], math.ceil(expire_at))
+    redis.call('EXPIREAT', KEYS[3], math.ceil(expire_at))
+  end
+end
 return complete(KEYS[1], KEYS[2], KEYS[3], ARGV[5], KEYS[5])
 """
 )
@@ -97,7 +164,9 @@ end
 
 
 # Stops a job that has not ended; 1 if this call stopped it, 0 if it had ended, -1 if no such job.
-_STOP = """
+_STOP = (
+    _RETIRE
+    + """
 -- KEYS: job finished   ARGV: status error now
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
@@ -105,8 +174,10 @@ if status == 'done' or status == 'failed' or status == 'cancelled' then return 0
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[3])
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[2]) end
 redis.call('RPUSH', KEYS[2], 'finished')  -- wakes every wait_for_change
+retire(KEYS[1], ARGV[3])
 return 1
 """
+)
 
 
 class JobStore:
@@ -117,6 +188,8 @@ class JobStore:
         prefix: namespace of every key.
         reconnect_s: how long a call waits for an unreachable Redis (retrying with backoff, one
             log line per retry) before raising `BrokerError`; 0 fails at once.
+        item_ttl_s: seconds the per-item state of a job this store creates stays in Redis after
+            the job ends (`Settings.job_ttl_s`); 0 keeps it forever.
 
     Example:
         >>> store = JobStore.from_url("redis://127.0.0.1:6379/0")
@@ -126,11 +199,16 @@ class JobStore:
     """
 
     def __init__(
-        self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX, reconnect_s: float = 0.0
+        self,
+        client: redis.Redis,
+        prefix: str = defaults.KEY_PREFIX,
+        reconnect_s: float = 0.0,
+        item_ttl_s: int = round(defaults.JOB_TTL_DAYS * 86400),
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.reconnect_s = reconnect_s
+        self.item_ttl_s = item_ttl_s
         self._record = client.register_script(_RECORD)
         self._finish = client.register_script(_FINISH_LISTING)
         self._add = client.register_script(_ADD_ITEMS)
@@ -143,13 +221,14 @@ class JobStore:
         prefix: str = defaults.KEY_PREFIX,
         reconnect_s: float = 0.0,
         ping: bool = True,
+        item_ttl_s: int = round(defaults.JOB_TTL_DAYS * 86400),
     ) -> JobStore:
         """A store on the Redis at ``url`` (checked with a PING unless ``ping`` is False).
 
         Raises:
             BrokerError: Redis is unreachable (for ``reconnect_s``); the message names the URL.
         """
-        store = cls(redisconn.connect(url), prefix, reconnect_s)
+        store = cls(redisconn.connect(url), prefix, reconnect_s, item_ttl_s)
         if ping:
             store._call(store.client.ping)
         return store
@@ -190,6 +269,7 @@ class JobStore:
                     "listed": 0,
                     "created_at": now,
                     "params": json.dumps(dict(params or {})),
+                    "item_ttl_s": self.item_ttl_s,
                 },
             )
             pipe.zadd(f"{self.prefix}:jobs", {job_id: now})
@@ -331,12 +411,16 @@ class JobStore:
                 f"no job {job_id!r} in Redis at {_describe(self.client)}; "
                 "list recent jobs with `framefleet jobs`"
             )
+        status = JobStatus(raw["status"])
+        if status in _ENDED and "n_done" in raw:
+            # Frozen when it ended: the sets they count may have expired since (retention).
+            n_done, n_failed = raw["n_done"], raw["n_failed"]
         return JobRecord(
             job_id=raw["job_id"],
             input_uri=raw["input"],
             output_uri=raw["output"],
             model=raw["model"],
-            status=JobStatus(raw["status"]),
+            status=status,
             total=int(raw.get("total", 0)),
             done=int(n_done),
             failed=int(n_failed),
@@ -351,6 +435,7 @@ class JobStore:
                 k: int(v) for k, v in sorted(class_counts.items(), key=lambda kv: -int(kv[1]))
             },
             videos=self._videos(job_id),
+            items_expire_at=_float(raw.get("items_expire_at")),
         )
 
     def _videos(self, job_id: str, limit: int = MAX_VIDEOS) -> tuple[VideoProgress, ...]:
@@ -381,8 +466,10 @@ class JobStore:
         """(item, reason) of every failed item, streamed with HSCAN.
 
         Raises:
+            JobItemsExpired: the job ended and its per-item state expired.
             BrokerError: Redis failed while streaming.
         """
+        self.require_items(job_id)
         try:
             for item, reason in self.client.hscan_iter(self._keys(job_id)[2], count=500):
                 yield item, json.loads(reason)
@@ -390,7 +477,12 @@ class JobStore:
             raise BrokerError(f"Redis at {_describe(self.client)} failed: {exc}") from exc
 
     def sample_done(self, job_id: str, count: int) -> list[str]:
-        """Up to ``count`` distinct succeeded items, chosen at random (for reports)."""
+        """Up to ``count`` distinct succeeded items, chosen at random (for reports).
+
+        Raises:
+            JobItemsExpired: the job ended and its per-item state expired.
+        """
+        self.require_items(job_id)
         items = self._call(self.client.srandmember, self._keys(job_id)[1], count)
         return sorted(items or [])
 
@@ -398,12 +490,78 @@ class JobStore:
         """Every succeeded item, streamed with SSCAN (order unspecified).
 
         Raises:
+            JobItemsExpired: the job ended and its per-item state expired.
             BrokerError: Redis failed while streaming.
         """
+        self.require_items(job_id)
         try:
             yield from self.client.sscan_iter(self._keys(job_id)[1], count=1000)
         except redis.RedisError as exc:
             raise BrokerError(f"Redis at {_describe(self.client)} failed: {exc}") from exc
+
+    def require_items(self, job_id: str) -> None:
+        """Check that the job's per-item state (done items, failures) is still in Redis.
+
+        Raises:
+            JobItemsExpired: the job ended more than its retention ago; the message says what
+                is left (counts, the report in the output) and how to run the job again.
+        """
+        job = self._keys(job_id)[0]
+        raw = self._call(self.client.hmget, job, ["items_expire_at", "output", "finished_at"])
+        expire_at, output, finished_at = (_float(raw[0]), raw[1], _float(raw[2]))
+        if expire_at is None or time.time() < expire_at:
+            return
+        report = join_uri(output or "", report_key("failures.jsonl"))
+        raise JobItemsExpired(
+            f"job {job_id} ended {_utc(finished_at)} and its per-item state (done items, "
+            f"failures) expired from Redis at {_describe(self.client)} on {_utc(expire_at)} "
+            "(FRAMEFLEET_JOB_TTL_DAYS after a job ends). Its counts remain "
+            f"(`framefleet status {job_id}`) and its failures were written to {report}. "
+            "To run it again, submit the same input to the same output: items whose outputs "
+            "are complete are skipped. Set FRAMEFLEET_JOB_TTL_DAYS=0 to keep per-item state"
+        )
+
+    def purge(self, older_than_s: float, now: float | None = None) -> list[str]:
+        """Delete every key of the jobs that ended more than ``older_than_s`` ago, record
+        included; jobs still running, listing or following are never touched.
+
+        Returns:
+            The ids of the jobs deleted, oldest first.
+        """
+        cutoff = (time.time() if now is None else now) - older_than_s
+        ids = self._call(self.client.zrange, f"{self.prefix}:jobs", 0, -1)
+
+        def states() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(self._keys(job_id)[0], ["status", "finished_at"])
+            return pipe.execute()
+
+        ended = [
+            job_id
+            for job_id, (status, finished_at) in zip(ids, self._call(states), strict=True)
+            if status in _ENDED and (_float(finished_at) or 0.0) <= cutoff
+        ]
+        if not ended:
+            return []
+        wanted = set(ended)
+        start = len(f"{self.prefix}:job:")
+
+        def delete() -> None:
+            # One pass over the job keys (videos add a key per item, so they are not listed).
+            batch: list[str] = []
+            for key in self.client.scan_iter(match=f"{self.prefix}:job:*", count=1000):
+                if key[start:].split(":", 1)[0] in wanted:
+                    batch.append(key)
+                if len(batch) >= 500:
+                    self.client.unlink(*batch)
+                    batch = []
+            if batch:
+                self.client.unlink(*batch)
+            self.client.zrem(f"{self.prefix}:jobs", *ended)
+
+        self._call(delete)
+        return ended
 
     def is_done(self, job_id: str, item: str) -> bool:
         """True if ``item`` already succeeded (lets a redelivered task skip finished work)."""
@@ -434,6 +592,13 @@ def video_keys(prefix: str, job_id: str, item: str) -> tuple[str, str, str]:
     index (see `framefleet.core.videostate`)."""
     base = f"{prefix}:job:{job_id}"
     return f"{base}:video:{item}", f"{base}:video:{item}:done", f"{base}:videos"
+
+
+_ENDED = {JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED}
+
+
+def _utc(epoch_s: float | None) -> str:
+    return "?" if epoch_s is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch_s))
 
 
 def _float(raw: str | None) -> float | None:

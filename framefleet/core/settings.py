@@ -29,6 +29,7 @@ result is passed down.
 | FRAMEFLEET_MAX_CRASHES      | max_crashes         | 3                              |
 | FRAMEFLEET_MAX_FAILURE_RATE | max_failure_rate    | 1.0 (never stop early)         |
 | FRAMEFLEET_MIN_FAILURE_SAMPLE | min_failure_sample | 20                            |
+| FRAMEFLEET_JOB_TTL_DAYS     | job_ttl_days        | 7 (per-item state after end; 0: forever) |
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ class Settings:
     max_crashes: int = defaults.MAX_CRASHES
     max_failure_rate: float = defaults.MAX_FAILURE_RATE
     min_failure_sample: int = defaults.MIN_FAILURE_SAMPLE
+    job_ttl_days: float = defaults.JOB_TTL_DAYS
+
+    @property
+    def job_ttl_s(self) -> int:
+        """`job_ttl_days` in whole seconds (at least 1 unless 0: keep forever)."""
+        return 0 if self.job_ttl_days == 0 else max(1, round(self.job_ttl_days * 86400))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -143,6 +150,10 @@ class Settings:
         if not 0 < self.max_failure_rate <= 1:
             raise ConfigError(
                 f"max_failure_rate must be in (0, 1], e.g. 0.2 for 20%, got {self.max_failure_rate}"
+            )
+        if self.job_ttl_days < 0:
+            raise ConfigError(
+                f"job_ttl_days must be >= 0 (0: keep per-item state), got {self.job_ttl_days}"
             )
         if self.min_failure_sample < 1:
             raise ConfigError(
@@ -214,6 +225,7 @@ _ENV: list[tuple[str, str, Any]] = [
     ("max_crashes", "FRAMEFLEET_MAX_CRASHES", int),
     ("max_failure_rate", "FRAMEFLEET_MAX_FAILURE_RATE", float),
     ("min_failure_sample", "FRAMEFLEET_MIN_FAILURE_SAMPLE", int),
+    ("job_ttl_days", "FRAMEFLEET_JOB_TTL_DAYS", float),
 ]
 
 
