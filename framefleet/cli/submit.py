@@ -14,6 +14,7 @@ from framefleet.cli.base import (
     engine_option,
     main,
     model_option,
+    setting_option,
 )
 from framefleet.cli.streaming import Duration, Until, run_follow
 from framefleet.core.settings import Settings
@@ -30,20 +31,15 @@ from framefleet.core.settings import Settings
     help="Output folder or s3:// prefix; outputs mirror the input's relative paths.",
 )
 @model_option
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 1000),
-    envvar="FRAMEFLEET_BATCH_SIZE",
-    show_envvar=True,
-    help="Images per task.",
+@setting_option(
+    "--batch-size", setting="batch_size", type=click.IntRange(1, 1000), help="Images per task."
 )
 @engine_option("This job's engine (default: each worker's --engine, else the registry entry's).")
-@click.option(
+@setting_option(
     "--segment-seconds",
+    setting="segment_seconds",
     type=click.FloatRange(min=0.1),
-    envvar="FRAMEFLEET_SEGMENT_SECONDS",
-    show_envvar=True,
-    help="Split videos into segments of this many seconds, spread over the workers [10].",
+    help="Split videos into segments of this many seconds, spread over the workers.",
 )
 @click.option(
     "--every",
@@ -64,20 +60,19 @@ from framefleet.core.settings import Settings
     is_flag=True,
     help="Videos: do not infer frames that barely changed since the last inferred one.",
 )
-@click.option(
+@setting_option(
     "--max-failure-rate",
+    setting="max_failure_rate",
     type=click.FloatRange(0, 1, min_open=True),
-    envvar="FRAMEFLEET_MAX_FAILURE_RATE",
-    show_envvar=True,
     help="Stop the job early when more than this share of items failed (e.g. 0.2), once "
-    "--min-failure-sample items have an outcome; the rest is dropped [default: 1, never].",
+    "--min-failure-sample items have an outcome; the rest is dropped.",
+    default="1, never",
 )
-@click.option(
+@setting_option(
     "--min-failure-sample",
+    setting="min_failure_sample",
     type=click.IntRange(1),
-    envvar="FRAMEFLEET_MIN_FAILURE_SAMPLE",
-    show_envvar=True,
-    help="Items with an outcome before --max-failure-rate may stop the job [default: 20].",
+    help="Items with an outcome before --max-failure-rate may stop the job.",
 )
 @click.option(
     "--force",
