@@ -543,3 +543,20 @@ def _run(storage: Storage, operation: str) -> None:
         storage.exists("a.jpg")
     else:
         next(storage.list(), None)
+
+
+@pytest.mark.integration
+def test_s3_exists_asks_for_the_bucket_once_for_many_missing_keys(
+    s3_server: SeaweedServer, s3_root: str
+) -> None:
+    # A resumed job asks `exists` for every image, most of them missing: one HeadBucket tells a
+    # missing key from a missing bucket for the next BUCKET_CHECK_S, not one per key.
+    client = s3_server.client()
+    calls: list[str] = []
+    client.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    storage = S3Storage(s3_root, client=client)
+    storage.write_bytes("here.jpg", b"x")
+    assert [storage.exists(f"missing/{n}.jpg") for n in range(20)] == [False] * 20
+    assert storage.exists("here.jpg")
+    assert calls.count("HeadBucket") == 1
+    assert calls.count("HeadObject") == 21

@@ -10,6 +10,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,9 @@ READ_TIMEOUT_S = 60.0
 
 PAGE_SIZE = 1000
 """Keys per ListObjectsV2 request (S3's maximum)."""
+
+BUCKET_CHECK_S = 60.0
+"""Seconds a HeadBucket that found the bucket stands for, when `exists` meets missing keys."""
 
 _MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _CREDENTIAL_CODES = frozenset(
@@ -185,6 +189,7 @@ class S3Storage(Storage):
         self.uri = f"s3://{bucket}/{self.prefix}"
         self.page_size = page_size
         self._client = client
+        self._bucket_seen_at = -BUCKET_CHECK_S  # monotonic time a HeadBucket last found it
 
     @property
     def client(self) -> S3Client:
@@ -244,14 +249,18 @@ class S3Storage(Storage):
             self.client.delete_object(Bucket=self.bucket, Key=full)
 
     def exists(self, key: str) -> bool:
-        """HeadObject; on a 404, HeadBucket tells a missing key from a missing bucket."""
+        """HeadObject; on a 404, HeadBucket (at most every ``BUCKET_CHECK_S``) tells a missing key
+        from a missing bucket."""
         full = self.prefix + check_key(key)
         try:
             with self._errors("check", key):
                 self.client.head_object(Bucket=self.bucket, Key=full)
         except ObjectNotFound:
             # HEAD responses have no body, so a 404 does not say whether the bucket is missing.
-            self.ensure_bucket_exists()
+            # Asked once a minute at most: a resumed job checks every image, and most are new.
+            if time.monotonic() - self._bucket_seen_at > BUCKET_CHECK_S:
+                self.ensure_bucket_exists()
+                self._bucket_seen_at = time.monotonic()
             return False
         return True
 
