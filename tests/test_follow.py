@@ -1,5 +1,5 @@
 """`submit --follow` with real workers, a real Redis, a local folder and a SeaweedFS bucket: files
-added while the job follows are processed while it stays open; a rewritten file is processed
+added while the job follows are processed within twice the interval; a rewritten file is processed
 again and an untouched one is not; cancel and --max-items close the job with exact counts; a
 producer killed with SIGKILL and started again resumes the same job, missing and doubling
 nothing."""
@@ -71,7 +71,7 @@ def close_and_check(
 def test_follow_local_new_and_rewritten_files_then_cancel(
     fleet: Fleet, tmp_path: Path, job_store: JobStore
 ) -> None:
-    interval_s = 1.0
+    interval_s = 2.0
     src, out = open_storage(str(tmp_path / "in")), str(tmp_path / "out")
     keys = [put_image(src, f"cam/{n:02d}.jpg") for n in range(3)]
     fleet.start("w1")
@@ -80,10 +80,15 @@ def test_follow_local_new_and_rewritten_files_then_cancel(
     until_done(job_store, job_id, 3)
     dst = open_storage(out)
 
-    # Added while following: processed while the job stays open (how soon is the follow_lag
-    # benchmark's figure, not a timed assertion here).
+    # Added while following: processed within twice the interval (the issue's bound: at most one
+    # interval until the next listing, one for the work), while the job stays open. The interval
+    # leaves the work 2 s for two small images, so a loaded machine keeps the bound; the lag
+    # itself is the follow_lag benchmark's figure.
+    added_at = time.monotonic()
     keys += [put_image(src, "cam/03.jpg"), put_image(src, "cam/04.jpg")]
     until_done(job_store, job_id, 5, timeout_s=30)
+    took = time.monotonic() - added_at
+    assert took <= 2 * interval_s, f"new files took {took:.2f} s with --interval {interval_s}s"
     assert producer.process.poll() is None, producer.stderr()
     assert not job_store.get(job_id).finished
 
@@ -115,7 +120,7 @@ def test_follow_local_new_and_rewritten_files_then_cancel(
     assert follow["lags"] >= 5
     assert 0 < follow["lag_p50_s"] <= follow["lag_p95_s"]
     text = run_cli(fleet.settings, "status", job_id).stdout
-    assert "following every 1 s" in text
+    assert f"following every {interval_s:g} s" in text
     assert "lag       arrival to result p50" in text
 
     record = close_and_check(fleet, job_store, producer, job_id, out)
