@@ -28,7 +28,7 @@ from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 from framefleet.core.summary import stop_job
 from framefleet.queue import send_jobs
-from framefleet.report import write_reports
+from framefleet.report import write_page, write_reports
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,7 @@ def give_up(jobs: JobStore, job_id: str, error: str) -> None:
     counts: what was sent and has no outcome counts as cancelled). Never raises: the caller
     re-raises the listing's own error."""
     try:
-        stop_job(jobs, job_id, JobStatus.FAILED, error)
-        write_reports(jobs, job_id)
+        write_page(jobs, stop_job(jobs, job_id, JobStatus.FAILED, error))
     except JobFinished:  # stopped meanwhile (cancelled, failure budget): its report is written
         pass
     except PipelineError as exc:  # Redis or the output store down too

@@ -154,7 +154,7 @@ def cancel(settings: Settings, job_id: str) -> None:
     from framefleet.core.storage import join_uri
     from framefleet.core.summary import stop_job
     from framefleet.queue import create_app
-    from framefleet.report import write_reports
+    from framefleet.report import write_page
     from producer.follow import Follower
 
     jobs = JobStore.from_url(settings.redis_url)
@@ -177,7 +177,7 @@ def cancel(settings: Settings, job_id: str) -> None:
         f"{join_uri(record.output_uri, report_key('summary.json'))}"
     )
     try:
-        click.echo(f"report: {write_reports(jobs, job_id)}", err=True)
+        click.echo(f"report: {write_page(jobs, record)}", err=True)
     except PipelineError as exc:
         click.echo(
             f"the report page was not written: {exc}; `framefleet report {job_id}`", err=True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 
+from framefleet.core.jobrecord import JobRecord
 from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import report_key
 from framefleet.core.storage import Storage, open_storage
@@ -44,10 +45,23 @@ def write_reports(jobs: JobStore, job_id: str) -> str:
     The summary files come first: a page that cannot be built (an unreachable output store)
     must not cost the machine-readable report.
     """
-    record = write_report(jobs, job_id)
+    return write_page(jobs, write_report(jobs, job_id))
+
+
+def write_page(jobs: JobStore, record: JobRecord) -> str:
+    """Write report.html of the job of ``record`` (its summary files written already, as
+    `stop_job` does); return the page's URI."""
     dst = open_storage(record.output_uri)
-    dst.write_bytes(report_key(REPORT_PAGE), build_report(jobs, job_id, dst).encode())
+    dst.write_bytes(report_key(REPORT_PAGE), build_report(jobs, record.job_id, dst).encode())
     return dst.uri_for(report_key(REPORT_PAGE))
 
 
-__all__ = ["REPORT_PAGE", "ReportData", "build_report", "collect", "render_html", "write_reports"]
+__all__ = [
+    "REPORT_PAGE",
+    "ReportData",
+    "build_report",
+    "collect",
+    "render_html",
+    "write_page",
+    "write_reports",
+]
