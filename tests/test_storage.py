@@ -27,6 +27,7 @@ from framefleet.core.errors import (
     StorageError,
     StorageUnavailable,
 )
+from framefleet.core.settings import Settings
 from framefleet.core.storage import (
     LocalStorage,
     MemoryStorage,
@@ -321,7 +322,7 @@ def test_relative_key(root: str, uri: str, expected: AbstractContextManager[Any]
 def test_local_failed_write_keeps_old_file_and_no_temp(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_in: str
 ) -> None:
-    storage = LocalStorage(tmp_path)
+    storage = LocalStorage(tmp_path, durable=fail_in == "fsync")
     storage.write_bytes("cats/001.json", b"old")
 
     def disk_full(*args: object) -> None:
@@ -560,3 +561,37 @@ def test_s3_exists_asks_for_the_bucket_once_for_many_missing_keys(
     assert storage.exists("here.jpg")
     assert calls.count("HeadBucket") == 1
     assert calls.count("HeadObject") == 21
+
+
+def test_local_durable_writes_fsync_the_file_then_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FRAMEFLEET_FSYNC=1: a written file survives a power loss, data and name; by default a
+    # write is only atomic (what a killed process can do to it), with no fsync at all.
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    open_storage(str(tmp_path)).write_bytes("a/plain.json", b"{}")
+    assert synced == []
+    settings = Settings.from_env({"FRAMEFLEET_FSYNC": "1"})
+    durable = open_storage(str(tmp_path), durable=settings.fsync)
+    durable.write_bytes("a/kept.json", b"{}")
+    source = tmp_path / "video.mp4"
+    source.write_bytes(b"frames")
+    durable.upload(source, "a/kept.mp4")
+    folder = str(tmp_path / "a")
+    assert [synced[1], synced[3]] == [folder, folder]
+    assert [Path(synced[0]).parent.as_posix(), Path(synced[2]).parent.as_posix()] == [folder] * 2
+    assert Path(synced[0]).name.startswith(TEMP_PREFIX)
+    assert synced[1] == folder
+    assert Path(synced[2]).name.startswith(TEMP_PREFIX)
+    assert synced[3] == folder
+    assert (tmp_path / "a" / "kept.json").read_bytes() == b"{}"
+    assert (tmp_path / "a" / "kept.mp4").read_bytes() == b"frames"
+    assert Settings.from_env({"FRAMEFLEET_FSYNC": "0"}).fsync is False
+    assert Settings.from_env(Settings(fsync=True).to_env()).fsync is True

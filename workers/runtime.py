@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import os
 from dataclasses import dataclass, field
 
 import cv2
@@ -26,6 +25,7 @@ from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 from framefleet.inference.loaded import ModelCache
 from framefleet.inference.pipeline import IoThreads, worker_id
+from workers import cores
 from workers.followlag import FollowLag
 from workers.observers import Observers
 
@@ -50,20 +50,12 @@ class WorkerRuntime:
         """The storage rooted at ``uri``, opened once per process."""
         storage = self._storages.get(uri)
         if storage is None:
-            storage = self._storages[uri] = open_storage(uri)
+            storage = self._storages[uri] = open_storage(uri, durable=self.settings.fsync)
         return storage
 
 
 _runtime: WorkerRuntime | None = None
 _pending: tuple[Settings, tuple[str, ...]] | None = None
-
-
-def cv_threads(settings: Settings) -> int:
-    """Engine threads per process (OpenCV's, and each onnxruntime session's):
-    ``settings.cv_threads``, or by default cores // concurrency so processes × threads never
-    exceeds the cores. Several worker nodes on one machine should set it
-    (FRAMEFLEET_CV_THREADS), since each node knows only its own concurrency."""
-    return settings.cv_threads or max(1, (os.cpu_count() or 1) // settings.concurrency)
 
 
 M_ARENA_MAX = -8
@@ -90,7 +82,8 @@ def init_process(settings: Settings, models: tuple[str, ...]) -> WorkerRuntime:
     global _runtime, _pending
     _pending = (settings, models)
     _cap_malloc_arenas()
-    threads = cv_threads(settings)
+    cores.pin(settings, cores.pool_index())
+    threads = cores.cv_threads(settings)
     cv2.setNumThreads(threads)
     registry = ModelCache(
         settings.registry(),

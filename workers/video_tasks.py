@@ -35,7 +35,7 @@ from framefleet.inference.video.plan import merge_message, plan_segments
 from framefleet.inference.video.probe import probe
 from framefleet.inference.video.segment import process_segment
 from framefleet.queue import TASK_VIDEO_MERGE, TASK_VIDEO_PLAN, TASK_VIDEO_SEGMENT, send_job
-from workers import runtime
+from workers import cores, runtime
 from workers.guard import FailHook, Guard, guarded
 from workers.tasks import STOPPED, _decode
 
@@ -111,7 +111,7 @@ def register(app: Celery) -> None:
                     result = failure(unit, exc)
                 else:
                     src, dst = rt.storage(job.input_uri), rt.storage(job.output_uri)
-                    threads = runtime.cv_threads(rt.settings)
+                    threads = cores.cv_threads(rt.settings)
                     result = process_segment(job, src, dst, model, threads)
                 if result.transient and job.attempt < rt.settings.max_retries:
                     guard.settle(unit)

@@ -69,6 +69,12 @@ FORWARD_BATCH = 4
 """Images per forward pass where the model file takes a batch (probed at load; files with a fixed
 batch of one run one at a time) (FRAMEFLEET_FORWARD_BATCH)."""
 
+PIN_MODES = ("auto", "on", "off")
+"""FRAMEFLEET_PIN_CPUS: pin each worker process to its own cores when the node owns the cores
+exactly (auto), always (on), or never (off); see `workers.cores`."""
+
+PIN_CPUS = "auto"
+
 JPEG_QUALITY = 90
 """Quality of annotated JPEG outputs (0-100)."""
 

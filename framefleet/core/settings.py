@@ -15,6 +15,8 @@ result is passed down.
 | FRAMEFLEET_MAX_RETRIES      | max_retries         | 5                              |
 | FRAMEFLEET_RETRY_BACKOFF    | retry_backoff_s     | 2.0 (doubles per attempt)      |
 | FRAMEFLEET_CV_THREADS       | cv_threads          | 0: cores // concurrency        |
+| FRAMEFLEET_PIN_CPUS         | pin_cpus            | auto: pin when the node owns the cores |
+| FRAMEFLEET_FSYNC            | fsync               | 0: local writes not fsynced     |
 | FRAMEFLEET_ENGINE           | engine              | "": registry entry, else cv2.dnn |
 | FRAMEFLEET_FORWARD_BATCH    | forward_batch       | 4 (where the model file takes it) |
 | FRAMEFLEET_METRICS_PORT     | metrics_port        | 0: no worker metrics           |
@@ -66,6 +68,8 @@ class Settings:
     max_retries: int = defaults.MAX_RETRIES
     retry_backoff_s: float = defaults.RETRY_BACKOFF_S
     cv_threads: int = 0
+    pin_cpus: str = defaults.PIN_CPUS
+    fsync: bool = False
     engine: str = defaults.ENGINE
     forward_batch: int = defaults.FORWARD_BATCH
     metrics_port: int = defaults.METRICS_PORT
@@ -126,6 +130,10 @@ class Settings:
             raise ConfigError(f"exporter_port must be 1 to 65535, got {self.exporter_port}")
         if self.cv_threads < 0:
             raise ConfigError(f"cv_threads must be >= 0 (0: automatic), got {self.cv_threads}")
+        if self.pin_cpus not in defaults.PIN_MODES:
+            raise ConfigError(
+                f"pin_cpus must be one of {', '.join(defaults.PIN_MODES)}, got {self.pin_cpus!r}"
+            )
         if self.engine and self.engine not in defaults.ENGINES:
             raise ConfigError(
                 f"engine must be one of {', '.join(defaults.ENGINES)} (or empty), got "
@@ -188,12 +196,24 @@ class Settings:
             value = getattr(self, name)
             if value is None:
                 continue
-            env[key] = ",".join(value) if isinstance(value, tuple) else str(value)
+            if isinstance(value, bool):
+                env[key] = "1" if value else "0"
+            else:
+                env[key] = ",".join(value) if isinstance(value, tuple) else str(value)
         return env
 
 
 def _names(raw: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in raw.split(",") if n.strip())
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected 1 or 0 (true/false, yes/no, on/off)")
 
 
 def _path(raw: str) -> Path:
@@ -211,6 +231,8 @@ _ENV: list[tuple[str, str, Any]] = [
     ("max_retries", "FRAMEFLEET_MAX_RETRIES", int),
     ("retry_backoff_s", "FRAMEFLEET_RETRY_BACKOFF", float),
     ("cv_threads", "FRAMEFLEET_CV_THREADS", int),
+    ("pin_cpus", "FRAMEFLEET_PIN_CPUS", str),
+    ("fsync", "FRAMEFLEET_FSYNC", _flag),
     ("engine", "FRAMEFLEET_ENGINE", str),
     ("forward_batch", "FRAMEFLEET_FORWARD_BATCH", int),
     ("metrics_port", "FRAMEFLEET_METRICS_PORT", int),

@@ -42,12 +42,13 @@ SCHEMES = ("s3://", "mem://", "file://")
 """URI schemes `open_storage` accepts, besides plain paths."""
 
 
-def open_storage(uri: str) -> Storage:
+def open_storage(uri: str, durable: bool = False) -> Storage:
     """Return the storage rooted at ``uri``; no I/O happens until the first operation.
 
     Args:
         uri: ``s3://bucket/prefix``, ``mem://name/prefix``, ``file:///abs/path`` or a plain
             (absolute or relative) path. A trailing ``/`` is optional.
+        durable: fsync local writes (`LocalStorage`); an S3 PUT is durable when it returns.
 
     Raises:
         StorageError: The scheme is not supported, or the URI lacks its bucket or store name.
@@ -64,7 +65,7 @@ def open_storage(uri: str) -> Storage:
     if scheme == "mem":
         return MemoryStorage(uri)
     if scheme in ("file", ""):
-        return LocalStorage(uri)
+        return LocalStorage(uri, durable)
     raise StorageError(
         f"unsupported storage URI {uri!r}: scheme {scheme + '://'!r} is not one "
         f"of {', '.join(SCHEMES)} or a plain path"
