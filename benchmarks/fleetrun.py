@@ -101,10 +101,11 @@ class Fleet:
         _wait_for_report(output_uri)
         return FleetRun(wall, result.items, _latencies(output_uri), server_cpu)
 
-    def warm_up(self, input_uri: str, output_uri: str, model: str) -> None:
-        """One small job with one item per message, so every worker process has loaded its
-        model and opened its clients before anything is timed."""
-        self.run(input_uri, output_uri, model, batch_size=1)
+    def warm_up(self, input_uri: str, output_uri: str, model: str, batch_size: int) -> None:
+        """One untimed job of the warm-up images at the timed jobs' message size, so every
+        worker process has loaded its model, opened its clients and run full forward batches
+        (a running fleet has done other jobs before), as the limit's processes do first."""
+        self.run(input_uri, output_uri, model, batch_size)
 
 
 def _wait_for_report(output_uri: str, timeout_s: float = 60.0) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,38 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 0.90
 TARGET_RSS_MB = 350.0
 TARGET_PRODUCER = 10_000.0
+WARM_PER_PROCESS = 32
+"""Images each process does untimed before the clock starts, in the limit and in framefleet
+alike: steady state, as a worker that has been running, not a process's first allocations."""
+
+
+@dataclass
+class Rounds:
+    """The limit and framefleet measured in turn (limit, fleet, limit, fleet, ...), so a change
+    in the machine's speed during the run falls on both; figures are medians over the rounds."""
+
+    limits: list[float] = field(default_factory=list)
+    runs: list[FleetRun] = field(default_factory=list)
+
+    def limit(self) -> float:
+        return statistics.median(self.limits)
+
+    def rate(self) -> float:
+        return statistics.median(r.rate for r in self.runs)
+
+    def limit_spread(self) -> str:
+        if len(self.limits) < 2:
+            return ""
+        return f"rounds {min(self.limits):.1f}-{max(self.limits):.1f}"
+
+    def ratios(self) -> list[float]:
+        """framefleet / limit of each round."""
+        return [r.rate / lim for r, lim in zip(self.runs, self.limits, strict=True)]
+
+    def pooled(self) -> FleetRun:
+        """All rounds' items as one run, for the latency percentiles."""
+        latencies = [ms for r in self.runs for ms in r.latencies_ms]
+        return FleetRun(sum(r.wall_s for r in self.runs), len(latencies), latencies)
 
 
 @dataclass
@@ -96,11 +129,16 @@ def ratio(run: float, limit: float) -> str:
     return f"{value:.2f} of limit {'ok' if value >= TARGET_RATIO else 'MISSED'}"
 
 
-def fleet_row(table: Table, what: str, run: FleetRun, limit: float, rss: float) -> None:
+def fleet_row(table: Table, what: str, rounds: Rounds, rss: float) -> None:
+    run = rounds.pooled()
     extra = f"{run.percentile(0.5):.0f}/{run.percentile(0.95):.0f}, {rss:.0f} MB"
     if rss > TARGET_RSS_MB:
         extra += " RSS MISSED"
-    table.add(what, run.rate, ratio(run.rate, limit), extra)
+    if len(rounds.runs) > 1:
+        each = rounds.ratios()
+        extra += f"; rounds {min(r.rate for r in rounds.runs):.1f}-"
+        extra += f"{max(r.rate for r in rounds.runs):.1f}, ratios {min(each):.2f}-{max(each):.2f}"
+    table.add(what, rounds.rate(), ratio(rounds.rate(), rounds.limit()), extra)
 
 
 def naive_rate(
@@ -163,11 +201,14 @@ def main() -> None:
     parser.add_argument("--engines", default="cv2.dnn,onnxruntime")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 rows")
     parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of limit then framefleet (medians)"
+    )
+    parser.add_argument(
         "--short", action="store_true", help="CI mode: 60 images, 10k producer keys"
     )
     args = parser.parse_args()
     if args.short:
-        args.images, args.producer_keys, args.naive_images = 60, 10_000, 16
+        args.images, args.producer_keys, args.naive_images, args.repeat = 60, 10_000, 16, 1
     engines = [e for e in args.engines.split(",") if e]
     shared = shared_dir()
     if shared is None:
@@ -179,11 +220,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="framefleet-bench-") as tmp:
         work = Path(tmp)
         keys = make_dataset(work / "in", args.images, shared / "media")
-        make_dataset(work / "warm", 2 * procs, shared / "media")
+        warm_keys = make_dataset(work / "warm", WARM_PER_PROCESS * procs, shared / "media")
         with RedisServer(work / "redis") as server:
             settings = Settings(redis_url=server.url, model_dir=model_dir, concurrency=procs)
             seaweed = None
             s3_env: dict[str, str] = {}
+            s3_warm = ""
             if not args.no_s3:
                 from framefleet.services.seaweed import SeaweedServer
 
@@ -195,57 +237,72 @@ def main() -> None:
                 src = open_storage(s3_in)
                 for key in keys:
                     src.write_bytes(key, (work / "in" / key).read_bytes())
+                s3_warm = s3_in.replace("in/", "warm/")
+                warm_dst = open_storage(s3_warm)
+                for key in warm_keys:
+                    warm_dst.write_bytes(key, (work / "warm" / key).read_bytes())
                 weed_pids = pids_matching(str(work / "s3"))
             try:
                 for engine in engines:
-                    local_out = work / f"limit-{engine}"
-                    local_out.mkdir()
-                    lim = len(keys) / plain_limit(
-                        keys, processes=procs, model=args.model, model_dir=model_dir,
-                        engine=engine, source=str(work / "in"), target=str(local_out),
-                    )  # fmt: skip
-                    table.add(f"local limit, {engine} ({procs} plain processes)", lim)
-                    if engine == engines[0]:
-                        first_limit = lim
-                    else:
-                        table.notes.append(
-                            f"{engine} local limit / {engines[0]} local limit: "
-                            f"{lim / first_limit:.2f}x"
-                        )
                     with Fleet(settings, work, procs, engine, s3_env) as fleet:
-                        fleet.warm_up(str(work / "warm"), str(work / f"warm-{engine}"), args.model)
-                        run = fleet.run(
-                            str(work / "in"), str(work / f"fleet-{engine}"), args.model,
+                        fleet.warm_up(
+                            str(work / "warm"), str(work / f"warm-{engine}"), args.model,
                             args.batch_size,
                         )  # fmt: skip
-                        fleet_row(
-                            table, f"framefleet local, {engine}", run, lim, fleet.peak_rss_mb()
-                        )
+                        local = Rounds()
+                        for i in range(args.repeat):
+                            local_out = work / f"limit-{engine}-{i}"
+                            local_out.mkdir()
+                            local.limits.append(len(keys) / plain_limit(
+                                keys, processes=procs, model=args.model, model_dir=model_dir,
+                                engine=engine, source=str(work / "in"), target=str(local_out),
+                                warm=WARM_PER_PROCESS,
+                            ))  # fmt: skip
+                            local.runs.append(fleet.run(
+                                str(work / "in"), str(work / f"fleet-{engine}-{i}"), args.model,
+                                args.batch_size,
+                            ))  # fmt: skip
+                        lim = local.limit()
+                        table.add(f"local limit, {engine} ({procs} plain processes)", lim,
+                                  extra=local.limit_spread())  # fmt: skip
+                        fleet_row(table, f"framefleet local, {engine}", local, fleet.peak_rss_mb())
+                        if engine == engines[0]:
+                            first_limit = lim
+                        else:
+                            table.notes.append(
+                                f"{engine} local limit / {engines[0]} local limit: "
+                                f"{lim / first_limit:.2f}x"
+                            )
                         if seaweed is None:
                             continue
-                        limit_weed = sum(cpu_seconds(p) for p in weed_pids)
-                        lim_s3 = len(keys) / plain_limit(
-                            keys, processes=procs, model=args.model, model_dir=model_dir,
-                            engine=engine, source=s3_in, target=f"s3://limit/{engine}/",
-                            s3_env=s3_env,
-                        )  # fmt: skip
-                        limit_weed = sum(cpu_seconds(p) for p in weed_pids) - limit_weed
-                        table.add(f"S3 limit, {engine} ({procs} plain processes)", lim_s3)
-                        run = fleet.run(
-                            s3_in, f"s3://bench/out-{engine}/", args.model, args.batch_size,
-                            server_pids=weed_pids,
-                        )  # fmt: skip
-                        weed_cpu = run.server_cpu_s
-                        fleet_row(
-                            table, f"framefleet S3, {engine}", run, lim_s3, fleet.peak_rss_mb()
-                        )
+                        fleet.warm_up(s3_warm, f"s3://bench/warm-{engine}/", args.model,
+                                      args.batch_size)  # fmt: skip
+                        s3 = Rounds()
+                        limit_weed = weed_cpu = 0.0
+                        for i in range(args.repeat):
+                            limit_weed -= sum(cpu_seconds(p) for p in weed_pids)
+                            s3.limits.append(len(keys) / plain_limit(
+                                keys, processes=procs, model=args.model, model_dir=model_dir,
+                                engine=engine, source=s3_in, target=f"s3://limit/{engine}-{i}/",
+                                s3_env=s3_env, warm=WARM_PER_PROCESS,
+                            ))  # fmt: skip
+                            limit_weed += sum(cpu_seconds(p) for p in weed_pids)
+                            s3.runs.append(fleet.run(
+                                s3_in, f"s3://bench/out-{engine}-{i}/", args.model,
+                                args.batch_size, server_pids=weed_pids,
+                            ))  # fmt: skip
+                            weed_cpu += s3.runs[-1].server_cpu_s
+                        table.add(f"S3 limit, {engine} ({procs} plain processes)", s3.limit(),
+                                  extra=s3.limit_spread())  # fmt: skip
+                        fleet_row(table, f"framefleet S3, {engine}", s3, fleet.peak_rss_mb())
                         cores = os.cpu_count() or 1
+                        fleet_wall = sum(r.wall_s for r in s3.runs)
+                        limit_wall = sum(len(keys) / rate for rate in s3.limits)
                         table.notes.append(
                             f"SeaweedFS CPU during framefleet S3 on {engine}: {weed_cpu:.1f} s "
-                            f"over {run.wall_s:.1f} s wall "
-                            f"({100 * weed_cpu / run.wall_s / cores:.0f}% of the machine); "
-                            f"during the S3 limit: {limit_weed:.1f} s over "
-                            f"{len(keys) / lim_s3:.1f} s"
+                            f"over {fleet_wall:.1f} s wall "
+                            f"({100 * weed_cpu / fleet_wall / cores:.0f}% of the machine); "
+                            f"during the S3 limit: {limit_weed:.1f} s over {limit_wall:.1f} s"
                         )
                 naive_files = [work / "in" / k for k in keys[: args.naive_images or len(keys)]]
                 naive = naive_rate(
@@ -272,6 +329,7 @@ def main() -> None:
         f"framefleet throughput: {args.images} images, {args.model}, OpenCV {cv2.__version__}, "
         f"onnxruntime {ort_version() or 'not installed'}, {os.cpu_count()} cores, "
         f"P={procs} worker processes, {args.batch_size} items/message, "
+        f"{WARM_PER_PROCESS} warm-up images per process, median of {args.repeat} rounds, "
         f"load average {load_before} before, {load_average()} after"
     )
     table.print(header)
