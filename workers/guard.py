@@ -148,12 +148,12 @@ class Guard:
             log.warning("%s of job %s failed: %s", result.item, job_id, result.message)
             if self._fail is not None:
                 counted, completed = self._fail(result)
+                self.rt.leases.end_item(job_id, result.item)  # jobs.record clears the others
             else:
                 completed = self.rt.jobs.record(
                     job_id, result.item, ok=False, reason=result.reason()
                 )
             completed = self.rt.control.check_budget(job_id) or completed
-        self.rt.leases.end_item(job_id, result.item)
         self.settled.add(result.item)
         if not result.ok:
             self.failed.append(result)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, wait
 from itertools import chain
 from typing import Any, TypeVar
 
@@ -96,14 +97,22 @@ def _settle(
     retry: list[str] = []
     done = 0
     last_attempt = job.attempt >= rt.settings.max_retries
-    for result in results:
-        if result.transient and not last_attempt:
-            guard.resend(result.item)
-            retry.append(result.item)
-            rt.observers.on_item(job, result, "retry")
-            continue
-        guard.record(result)
-        done += result.ok
+    # Outcomes are recorded in the process's recorder thread, in order, so the forward never
+    # waits for Redis; the message ends (acknowledged, lease released) only once all are in.
+    recorded: list[Future[None]] = []
+    try:
+        for result in results:
+            if result.transient and not last_attempt:
+                guard.resend(result.item)
+                retry.append(result.item)
+                rt.observers.on_item(job, result, "retry")
+                continue
+            recorded.append(rt.recorder.submit(guard.record, result))
+            done += result.ok
+    finally:
+        wait(recorded)
+    for future in recorded:
+        future.result()  # a record that failed (Redis gone) raises here, as it would inline
     failed = guard.failed  # includes poison items failed without running
     counts = {  # counts first: Flower's result column shows the start of this
         "done": done,

@@ -110,6 +110,8 @@ _RECORD = (
     _COMPLETE
     + """
 -- KEYS: job done failed classes finished   ARGV: item ok reason classes_json now frames
+-- An outcome ends the item's starts (LeaseStore.begin_item): one round trip, not two.
+redis.call('HDEL', KEYS[1] .. ':crashes', ARGV[1])
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 -- A stopped job is final: outcomes of work still in flight when it stopped are not counted.
@@ -364,7 +366,8 @@ class JobStore:
         classes: Mapping[str, int] | None = None,
         frames: int = 1,
     ) -> bool:
-        """Record the final outcome of ``item``; True if this call completed the job.
+        """Record the final outcome of ``item``; True if this call completed the job. Its count
+        of starts without an outcome (`LeaseStore.begin_item`) is cleared in the same step.
 
         A success is counted once however often it is recorded, and replaces an earlier failure;
         a failure never replaces a success. ``frames`` is how many images the item was (1 for an

@@ -150,15 +150,25 @@ class Prepared:
     blob: Blob | None = None
     meta: Meta | None = None
     error: Exception | None = None
+    skipped: bool = False
 
 
 def prepare(
-    item: str, src: Storage, adapter: Adapter, max_pixels: int = defaults.MAX_PIXELS
+    item: str,
+    src: Storage,
+    adapter: Adapter,
+    max_pixels: int = defaults.MAX_PIXELS,
+    skip: Callable[[str], bool] | None = None,
 ) -> Prepared:
     """Read, decode and preprocess ``item``; runs in the reader thread, beside the forward.
 
-    An image above ``max_pixels`` (width × height, read from its header) fails undecoded."""
+    ``skip`` is asked first (in a worker: count the start in Redis, or find the item done), so
+    its round trip waits here rather than in the forward's thread; an error it raises (Redis
+    gone) reaches the caller, it is not the item's failure. An image above ``max_pixels``
+    (width × height, read from its header) fails undecoded."""
     watch = Stopwatch()
+    if skip is not None and skip(item):
+        return Prepared(item, watch, skipped=True)
     try:
         with watch.stage("read"):
             data = src.read_bytes(item)
@@ -282,8 +292,10 @@ def run_images(
     model: LoadedModel,
     max_pixels: int = defaults.MAX_PIXELS,
     io: IoThreads | None = None,
+    skip: Callable[[str], bool] | None = None,
 ) -> Iterator[ItemResult]:
-    """Process ``items`` with I/O overlapping compute, yielding each result in item order.
+    """Process ``items`` with I/O overlapping compute, yielding each result in item order (none
+    for an item ``skip``, asked in the reader thread, excludes).
 
     Three stages run at once: a reader thread reads, decodes and preprocesses the next images
     (up to two forward batches ahead), this thread runs the forward (``engine.max_batch`` images
@@ -306,12 +318,13 @@ def run_images(
 
         def read_ahead() -> None:
             while len(ahead) < 2 * step and (item := next(todo, None)) is not None:
-                ahead.append(reader.submit(prepare, item, src, adapter, max_pixels))
+                ahead.append(reader.submit(prepare, item, src, adapter, max_pixels, skip))
 
         read_ahead()
         while ahead:
             group = [ahead.popleft().result() for _ in range(min(step, len(ahead)))]
             read_ahead()
+            group = [p for p in group if not p.skipped]
             for prepared, outcome in zip(group, detect_group(adapter, group), strict=True):
                 if isinstance(outcome, Detections):
                     written.append(writer.submit(finish, prepared, outcome, src, dst, model))
@@ -364,5 +377,4 @@ def run_image_batch(
         for item in job.items:
             yield failure(item, exc)
         return
-    todo = (item for item in job.items if not skip(item))
-    yield from run_images(todo, src, dst, loaded, max_pixels, io)
+    yield from run_images(job.items, src, dst, loaded, max_pixels, io, skip)
