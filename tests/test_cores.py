@@ -36,7 +36,7 @@ def test_cores_for_gives_each_process_its_own_slice() -> None:
 def test_pin_mode_is_checked() -> None:
     with pytest.raises(ConfigError, match="pin_cpus must be one of auto, on, off"):
         Settings.from_env({"FRAMEFLEET_PIN_CPUS": "yes"})
-    assert Settings.from_env({}).pin_cpus == "auto"
+    assert Settings.from_env({}).pin_cpus == "off"
 
 
 def _pin_in_child(settings: Settings, index: int | None, out: mp.Queue) -> None:  # type: ignore[type-arg]
@@ -57,13 +57,13 @@ def pinned_to(settings: Settings, index: int | None) -> list[int]:
 
 def test_auto_pins_only_a_node_that_owns_the_cores_exactly() -> None:
     allowed = cores.allowed_cores()
-    owner = Settings(concurrency=len(allowed), cv_threads=1)
+    owner = Settings(concurrency=len(allowed), cv_threads=1, pin_cpus="auto")
     assert [pinned_to(owner, i) for i in range(len(allowed))] == [[c] for c in allowed]
     assert pinned_to(owner, None) == allowed  # solo pool, a test, a script: left alone
     assert pinned_to(owner.with_(pin_cpus="off"), 0) == allowed
     if len(allowed) > 1:
         # Fewer processes than cores (or two nodes sharing the machine): not pinned, unless on.
-        sharing = Settings(concurrency=1, cv_threads=1)
+        sharing = Settings(concurrency=1, cv_threads=1, pin_cpus="auto")
         assert pinned_to(sharing, 0) == allowed
         assert pinned_to(sharing.with_(pin_cpus="on"), 0) == [allowed[0]]
 
@@ -87,6 +87,7 @@ def test_a_real_pool_is_pinned_runs_a_job_and_a_replaced_process_keeps_its_core(
     allowed = cores.allowed_cores()
     procs = len(allowed)
     env = {**Fleet(settings, tmp_path).env(), "FRAMEFLEET_CV_THREADS": "1"}
+    env["FRAMEFLEET_PIN_CPUS"] = "auto"
     worker = start_worker("pinned", env, tmp_path, "--concurrency", str(procs))
     try:
         pool = pool_of(worker.pid, procs)

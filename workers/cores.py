@@ -1,13 +1,14 @@
 """Which cores a worker process computes on: its engine threads, and the cores it is pinned to.
 
-A pool process runs three busy threads (reader, forward, writer). Left to the scheduler, with as
-many processes as cores, they hop between cores and evict each other's caches: on the 2-core
-benchmark machine the pipeline used about 10 % more CPU per image than with each process kept
-on a core of its own (`benchmarks.throughput`'s pipeline figures). So each pool process is
-pinned to its own cores when the node owns the machine's cores exactly (the default, ``auto``):
-``concurrency × engine threads`` equals the cores this process may run on. Two nodes sharing a
-machine, or a node given fewer processes than cores, are not pinned (they could land on the
-same cores while others sit idle); ``FRAMEFLEET_PIN_CPUS=on`` pins them anyway, ``off`` never.
+A pool process runs three busy threads (reader, forward, writer). ``FRAMEFLEET_PIN_CPUS=auto``
+keeps each pool process on cores of its own when the node owns the machine's cores exactly
+(``concurrency × engine threads`` equals the cores this process may run on), so its threads
+share one core's caches and never migrate; ``on`` pins whatever the counts, ``off`` (the
+default) leaves placement to the kernel. Measured on the 2-core benchmark machine: pinning gave
+about 10 % while every image cost ~1,000 page faults (the TLB shootdowns of a process whose
+threads run on several cores); once `workers.runtime` kept freed buffers, pinned and unpinned
+ran alike, and a pinned process cannot move off a core that Redis or a storage server is busy
+on, so it is opt-in.
 """
 
 from __future__ import annotations

@@ -71,9 +71,9 @@ batch of one run one at a time) (FRAMEFLEET_FORWARD_BATCH)."""
 
 PIN_MODES = ("auto", "on", "off")
 """FRAMEFLEET_PIN_CPUS: pin each worker process to its own cores when the node owns the cores
-exactly (auto), always (on), or never (off); see `workers.cores`."""
+exactly (auto), always (on), or never (off, the default); see `workers.cores`."""
 
-PIN_CPUS = "auto"
+PIN_CPUS = "off"
 
 JPEG_QUALITY = 90
 """Quality of annotated JPEG outputs (0-100)."""

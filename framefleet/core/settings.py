@@ -15,7 +15,7 @@ result is passed down.
 | FRAMEFLEET_MAX_RETRIES      | max_retries         | 5                              |
 | FRAMEFLEET_RETRY_BACKOFF    | retry_backoff_s     | 2.0 (doubles per attempt)      |
 | FRAMEFLEET_CV_THREADS       | cv_threads          | 0: cores // concurrency        |
-| FRAMEFLEET_PIN_CPUS         | pin_cpus            | auto: pin when the node owns the cores |
+| FRAMEFLEET_PIN_CPUS         | pin_cpus            | off (auto: when the node owns the cores) |
 | FRAMEFLEET_FSYNC            | fsync               | 0: local writes not fsynced     |
 | FRAMEFLEET_ENGINE           | engine              | "": registry entry, else cv2.dnn |
 | FRAMEFLEET_FORWARD_BATCH    | forward_batch       | 4 (where the model file takes it) |
