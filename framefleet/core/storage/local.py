@@ -33,7 +33,7 @@ class LocalStorage(Storage):
     Writes go to a temporary file in the target's directory, then are renamed over the target
     with `os.replace`, so readers never see a partial file and a killed process never leaves
     one. With ``durable`` (FRAMEFLEET_FSYNC=1 on workers), the file is fsynced before the rename
-    and its folder after it, so a written file also survives a power loss; that costs about 8 %
+    and its folder after it, so a written file also survives a power loss; that costs 4 to 8 %
     of a local job's throughput (`benchmarks.throughput`). Symlinks are followed when
     reading, but a write never lands outside the root: one whose folder resolves through a
     symlink to a place outside it is refused (an output key derives from an input key, and an
