@@ -120,6 +120,13 @@ def make_dataset(folder: Path, count: int, media: Path) -> list[str]:
     return keys
 
 
+def copy_up(folder: Path, keys: list[str], uri: str) -> None:
+    """Upload ``keys`` of ``folder`` under ``uri``."""
+    dst = open_storage(uri)
+    for key in keys:
+        dst.write_bytes(key, (folder / key).read_bytes())
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -232,15 +239,11 @@ def main() -> None:
                 seaweed = SeaweedServer(work / "s3").start()
                 s3_env = seaweed.env()
                 os.environ.update(s3_env)
-                s3_in = seaweed.create_bucket("bench") + "in/"
+                bench = seaweed.create_bucket("bench")
                 seaweed.create_bucket("limit")
-                src = open_storage(s3_in)
-                for key in keys:
-                    src.write_bytes(key, (work / "in" / key).read_bytes())
-                s3_warm = s3_in.replace("in/", "warm/")
-                warm_dst = open_storage(s3_warm)
-                for key in warm_keys:
-                    warm_dst.write_bytes(key, (work / "warm" / key).read_bytes())
+                s3_in, s3_warm = bench + "in/", bench + "warm/"
+                copy_up(work / "in", keys, s3_in)
+                copy_up(work / "warm", warm_keys, s3_warm)
                 weed_pids = pids_matching(str(work / "s3"))
             try:
                 for engine in engines:

@@ -5,7 +5,7 @@ keeps each pool process on cores of its own when the node owns the machine's cor
 (``concurrency × engine threads`` equals the cores this process may run on), so its threads
 share one core's caches and never migrate; ``on`` pins whatever the counts, ``off`` (the
 default) leaves placement to the kernel. Measured on the 2-core benchmark machine: pinning gave
-about 10 % while every image cost ~1,000 page faults (the TLB shootdowns of a process whose
+about 8 % while every image cost ~1,000 page faults (the TLB shootdowns of a process whose
 threads run on several cores); once `workers.runtime` kept freed buffers, pinned and unpinned
 ran alike, and a pinned process cannot move off a core that Redis or a storage server is busy
 on, so it is opt-in.
