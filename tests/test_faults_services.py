@@ -212,7 +212,13 @@ def test_node_killed_while_it_holds_a_delayed_retry(
         store = JobStore.from_url(settings.redis_url)
         leases = LeaseStore(store.client)
         deadline = time.monotonic() + 120
-        while not any(holder == "" for _, holder, _ in leases.held()):  # handed to the retry
+        # The lease is handed to the retry before the retry is published, and node a fetches it
+        # a moment later: killed in between, the retry would still be in the queue and node b
+        # would simply take it from there. Wait until node a holds it (its second "received").
+        while not (
+            any(holder == "" for _, holder, _ in leases.held())
+            and node_a.log().count("] received") >= 2
+        ):
             assert time.monotonic() < deadline, node_a.log()[-3000:]
             time.sleep(0.02)
         node_a.kill()
