@@ -26,11 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.procstats import rss_mb
+from benchmarks.shared import model_dir, shared_data
 from framefleet.core.followstate import FollowStore
 from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
-from framefleet.samples import shared_dir
 from framefleet.services.processes import FRAMEFLEET, LoggedProcess, start_worker
 from framefleet.services.redis import RedisServer
 
@@ -79,9 +79,7 @@ def lag_row(
 ) -> str:
     jobs = JobStore.from_url(env["FRAMEFLEET_REDIS_URL"])
     jobs.client.flushdb()
-    media = shared_dir()
-    assert media is not None
-    photos = sorted(p for p in (media / "media" / "images").iterdir() if p.suffix == ".jpg")
+    photos = sorted(p for p in (shared_data() / "media" / "images").iterdir() if p.suffix == ".jpg")
     interval = f"{args.interval:g}s"
     follower = producer(f"follow-{what}", src_uri, out, env, work, "--interval", interval)
     try:
@@ -142,10 +140,8 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=100, help="listings the memory run watches")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 trickle")
     args = parser.parse_args()
-    shared = shared_dir()
-    if shared is None:
-        raise SystemExit("no shared data folder: set FRAMEFLEET_SHARED_DIR")
-    model_dir = Path(os.environ.get("FRAMEFLEET_MODEL_DIR", shared / "models"))
+    shared = shared_data()
+    models = model_dir(shared)
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"submit --follow: a photo every {args.every:g} s, yolox-nano, {args.processes} worker "
@@ -155,7 +151,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="framefleet-follow-") as tmp:
         work = Path(tmp)
         with RedisServer(work / "redis") as server:
-            settings = Settings(redis_url=server.url, model_dir=model_dir, batch_size=1)
+            settings = Settings(redis_url=server.url, model_dir=models, batch_size=1)
             env = {**os.environ, **settings.to_env(), "PYTHONPATH": str(ROOT)}
             seaweed = None
             if not args.no_s3:

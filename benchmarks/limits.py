@@ -54,7 +54,7 @@ def _io(share: Share) -> tuple[Any, Any]:
     out_bucket, _, out_prefix = share.target[5:].partition("/")
 
     def read(key: str) -> bytes:
-        return client.get_object(Bucket=in_bucket, Key=in_prefix + key)["Body"].read()  # type: ignore[no-any-return]
+        return client.get_object(Bucket=in_bucket, Key=in_prefix + key)["Body"].read()
 
     def write(key: str, data: bytes) -> None:
         client.put_object(Bucket=out_bucket, Key=out_prefix + key, Body=data)

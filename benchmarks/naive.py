@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import cast
 
 import cv2
 import redis
@@ -21,6 +22,7 @@ from framefleet.core.registry import load_registry
 from framefleet.inference.annotate import annotate
 from framefleet.inference.engines import CvDnnEngine
 from framefleet.inference.models import FAMILIES
+from framefleet.inference.models.preprocessing import Image
 
 app = Celery("naive", broker=os.environ.get("NAIVE_REDIS_URL", "redis://127.0.0.1:6379/0"))
 app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True)
@@ -36,7 +38,7 @@ def detect(path: str, out_dir: str, model: str, model_dir: str) -> None:
     files = {role: Path(model_dir) / f.path for role, f in spec.files.items()}
     net = CvDnnEngine.from_file(files["model"])  # the tutorial: cv2.dnn.readNet on every call
     adapter = FAMILIES[spec.family](spec, net, store.labels(spec))
-    image = cv2.imread(path)
+    image = cast(Image, cv2.imread(path))
     detections = adapter(image)
     name = Path(path).name
     cv2.imwrite(str(Path(out_dir) / (name + ".jpg")), annotate(image, detections, adapter.labels))

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import redis
 
+from benchmarks.shared import model_dir, shared_data
 from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.queue import create_app
-from framefleet.samples import shared_dir
 from framefleet.services.processes import start_worker
 from framefleet.services.redis import RedisServer
 from producer.submit import submit
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--requests", type=int, default=200_000)
     args = parser.parse_args()
-    photos = sorted(p for p in (shared_dir() / "media" / "images").iterdir() if p.is_file())
+    photos = sorted(p for p in (shared_data() / "media" / "images").iterdir() if p.is_file())
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as server:
         folder = Path(tmp) / "in"
         folder.mkdir()
@@ -96,7 +96,7 @@ def main() -> None:
             )
         settings = Settings(
             redis_url=server.url,
-            model_dir=shared_dir() / "models",
+            model_dir=model_dir(shared_data()),
             concurrency=1,
             batch_size=args.batch_size,
             cv_threads=1,

@@ -88,8 +88,8 @@ def main() -> None:
         redis = RedisServer(Path(tmp) / "redis").start()
         try:
             jobs = JobStore.from_url(redis.url)
-            header = ('items', 'setup s', 'report s', 'page MB', 'all thumbs MB')
-            print('{:>9} {:>8} {:>9} {:>8} {:>14}'.format(*header))
+            header = ("items", "setup s", "report s", "page MB", "all thumbs MB")
+            print("{:>9} {:>8} {:>9} {:>8} {:>14}".format(*header))
             for n in args.items:
                 out = Path(tmp) / f"out-{n}"
                 out.mkdir()

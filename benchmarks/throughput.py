@@ -42,10 +42,10 @@ from benchmarks.fleetrun import Fleet, FleetRun
 from benchmarks.limits import plain_limit
 from benchmarks.procstats import cpu_seconds, pids_matching
 from benchmarks.producer_rate import make_keys
+from benchmarks.shared import model_dir, shared_data
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from framefleet.inference.engines import ort_version
-from framefleet.samples import shared_dir
 from framefleet.services.processes import LoggedProcess
 from framefleet.services.redis import RedisServer
 
@@ -217,10 +217,8 @@ def main() -> None:
     if args.short:
         args.images, args.producer_keys, args.naive_images, args.repeat = 60, 10_000, 16, 1
     engines = [e for e in args.engines.split(",") if e]
-    shared = shared_dir()
-    if shared is None:
-        raise SystemExit("no shared data folder: set FRAMEFLEET_SHARED_DIR")
-    model_dir = Path(os.environ.get("FRAMEFLEET_MODEL_DIR", shared / "models"))
+    shared = shared_data()
+    models = model_dir(shared)
     load_before = load_average()
     table = Table()
     procs = args.processes
@@ -229,7 +227,7 @@ def main() -> None:
         keys = make_dataset(work / "in", args.images, shared / "media")
         warm_keys = make_dataset(work / "warm", WARM_PER_PROCESS * procs, shared / "media")
         with RedisServer(work / "redis") as server:
-            settings = Settings(redis_url=server.url, model_dir=model_dir, concurrency=procs)
+            settings = Settings(redis_url=server.url, model_dir=models, concurrency=procs)
             seaweed = None
             s3_env: dict[str, str] = {}
             s3_warm = ""
@@ -257,7 +255,7 @@ def main() -> None:
                             local_out = work / f"limit-{engine}-{i}"
                             local_out.mkdir()
                             local.limits.append(len(keys) / plain_limit(
-                                keys, processes=procs, model=args.model, model_dir=model_dir,
+                                keys, processes=procs, model=args.model, model_dir=models,
                                 engine=engine, source=str(work / "in"), target=str(local_out),
                                 warm=WARM_PER_PROCESS,
                             ))  # fmt: skip
@@ -285,7 +283,7 @@ def main() -> None:
                         for i in range(args.repeat):
                             limit_weed -= sum(cpu_seconds(p) for p in weed_pids)
                             s3.limits.append(len(keys) / plain_limit(
-                                keys, processes=procs, model=args.model, model_dir=model_dir,
+                                keys, processes=procs, model=args.model, model_dir=models,
                                 engine=engine, source=s3_in, target=f"s3://limit/{engine}-{i}/",
                                 s3_env=s3_env, warm=WARM_PER_PROCESS,
                             ))  # fmt: skip
@@ -308,9 +306,7 @@ def main() -> None:
                             f"during the S3 limit: {limit_weed:.1f} s over {limit_wall:.1f} s"
                         )
                 naive_files = [work / "in" / k for k in keys[: args.naive_images or len(keys)]]
-                naive = naive_rate(
-                    naive_files, work / "naive-out", args.model, model_dir, procs, work
-                )
+                naive = naive_rate(naive_files, work / "naive-out", args.model, models, procs, work)
                 table.add("naive: tutorial in Celery, cv2.dnn, local", naive)
                 fleet_rates = [r for w, r, _, _ in table.rows if w.startswith("framefleet")]
                 table.notes.append(

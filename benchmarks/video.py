@@ -27,6 +27,7 @@ from pathlib import Path
 
 import cv2
 
+from benchmarks.shared import model_dir, shared_data
 from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.inference.loaded import load_model
@@ -35,7 +36,6 @@ from framefleet.inference.video.frames import decode
 from framefleet.inference.video.probe import probe
 from framefleet.inference.video.tracking import ByteTracker
 from framefleet.queue import create_app
-from framefleet.samples import shared_dir
 from framefleet.services.processes import start_worker
 from framefleet.services.redis import RedisServer
 from producer.submit import submit
@@ -109,17 +109,15 @@ def main() -> None:
     parser.add_argument("--model", default="yolox-nano")
     args = parser.parse_args()
 
-    shared = shared_dir()
-    if shared is None:
-        raise SystemExit("no shared data folder: set FRAMEFLEET_SHARED_DIR")
-    model_dir = Path(os.environ.get("FRAMEFLEET_MODEL_DIR", shared / "models"))
+    shared = shared_data()
+    models = model_dir(shared)
     video = shared / "media" / "video" / args.video
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="framefleet-vbench-") as tmp:
         work = Path(tmp)
-        seq_s, frames = sequential(video, work, args.model, model_dir)
+        seq_s, frames = sequential(video, work, args.model, models)
         fleet_s, segments, makers = fleet(
-            video, work, args.model, model_dir, args.workers, args.segment_seconds
+            video, work, args.model, models, args.workers, args.segment_seconds
         )
     print(
         f"\nframefleet video: {args.video}, {frames} frames, model {args.model}, OpenCV "
