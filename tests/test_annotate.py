@@ -123,7 +123,9 @@ def test_caption_sources(data, labels):
     [
         pytest.param("detection", [BoxAnnotator, LabelAnnotator], id="detection"),
         pytest.param("faces", [BoxAnnotator, LandmarkAnnotator, LabelAnnotator], id="faces"),
-        pytest.param("segmentation", [MaskAnnotator, BoxAnnotator, LabelAnnotator], id="segmentation"),
+        pytest.param(
+            "segmentation", [MaskAnnotator, BoxAnnotator, LabelAnnotator], id="segmentation"
+        ),
         pytest.param("classification", [ClassListAnnotator], id="classification"),
     ],
 )
@@ -132,7 +134,11 @@ def test_annotators_are_chosen_by_task(task, kinds):
 
 
 def test_lines_and_text_grow_with_the_image():
-    thumb, full_hd, uhd = Style.for_image(120, 160), Style.for_image(1080, 1920), Style.for_image(2160, 3840)
+    thumb, full_hd, uhd = (
+        Style.for_image(120, 160),
+        Style.for_image(1080, 1920),
+        Style.for_image(2160, 3840),
+    )
     assert thumb.line == 2  # never a faint 1-pixel box
     assert thumb.line <= full_hd.line < uhd.line
     assert thumb.font_scale < full_hd.font_scale < uhd.font_scale
@@ -152,7 +158,10 @@ def assert_tags_apart(rects, w, h):
     "boxes",
     [
         # four boxes from one corner (the horses case: "cow" under "horse")
-        pytest.param([(50, 60, 250, 180), (52, 61, 240, 170), (50, 60, 200, 150), (49, 58, 260, 190)], id="same-corner"),
+        pytest.param(
+            [(50, 60, 250, 180), (52, 61, 240, 170), (50, 60, 200, 150), (49, 58, 260, 190)],
+            id="same-corner",
+        ),
         # boxes at the top edge: the tags go inside, then stack
         pytest.param([(0, 0, 150, 100), (5, 0, 140, 90), (10, 2, 160, 120)], id="top-edge"),
         # a column of thin boxes one above the other (as many tags as the height holds)
@@ -185,6 +194,10 @@ def test_real_horses_have_readable_separate_captions():
 
 
 def test_tracked_rows_name_their_track():
-    d = make_detections([(10, 40, 100, 120), (150, 40, 250, 120)], class_id=[2, 2], data={"class_name": ["car", "car"]})
+    d = make_detections(
+        [(10, 40, 100, 120), (150, 40, 250, 120)],
+        class_id=[2, 2],
+        data={"class_name": ["car", "car"]},
+    )
     d = d.with_tracker_id(np.array([7, -1]))
     assert Scene.of(blank(), d).captions == ["car #7 0.90", "car 0.90"]

@@ -52,7 +52,9 @@ def test_benchmark_short_mode_prints_the_whole_table(s3_server) -> None:
         assert row in table, (row, table)
     # each framefleet row has a ratio, p50/p95 and a peak RSS figure
     fleet_rows = [
-        line for line in table.splitlines() if line.startswith(("framefleet local", "framefleet S3"))
+        line
+        for line in table.splitlines()
+        if line.startswith(("framefleet local", "framefleet S3"))
     ]
     assert len(fleet_rows) == 4
     assert all(" of limit " in line and " MB" in line for line in fleet_rows), fleet_rows

@@ -34,7 +34,13 @@ def photos(folder: Path, *files: Path) -> Path:
 def test_unknown_model_names_the_option_and_close_names(settings: Settings, tmp_path: Path) -> None:
     photos(tmp_path / "in", DOG)
     result = run_cli(
-        settings, "submit", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--model", "yolox_nano"
+        settings,
+        "submit",
+        str(tmp_path / "in"),
+        "--out",
+        str(tmp_path / "out"),
+        "--model",
+        "yolox_nano",
     )
     assert result.returncode == 3, result.stderr
     assert "did you mean yolox-nano?" in result.stderr
@@ -47,7 +53,14 @@ def test_dry_run_counts_tasks(settings: Settings, tmp_path: Path, job_store: Job
     (folder / "clip.mp4").write_bytes(b"x")
     (folder / "notes.txt").write_text("not media")
     result = run_cli(
-        settings, "submit", str(folder), "--out", str(tmp_path / "out"), "--dry-run", "--batch-size", "2"
+        settings,
+        "submit",
+        str(folder),
+        "--out",
+        str(tmp_path / "out"),
+        "--dry-run",
+        "--batch-size",
+        "2",
     )
     assert result.returncode == 0, result.stderr
     # 3 images in batches of 2 (2 tasks) and one task for the video
@@ -85,7 +98,9 @@ def test_missing_input_folder_is_a_storage_error(settings: Settings, tmp_path: P
     assert "does not exist" in result.stderr
 
 
-def test_output_inside_the_input_is_refused(settings: Settings, tmp_path: Path, job_store: JobStore) -> None:
+def test_output_inside_the_input_is_refused(
+    settings: Settings, tmp_path: Path, job_store: JobStore
+) -> None:
     folder = photos(tmp_path / "photos", DOG)
     result = run_cli(settings, "submit", str(folder), "--out", str(folder / "results"))
     assert result.returncode == 3, result.stderr
@@ -101,7 +116,16 @@ def test_jobs_and_models_tables(settings: Settings, tmp_path: Path) -> None:
     folder = photos(tmp_path / "in", DOG)
     assert run_cli(settings, "submit", str(folder), "--out", str(tmp_path / "out")).returncode == 0
     table = run_cli(settings, "jobs").stdout.splitlines()
-    assert table[0].split() == ["JOB", "STATUS", "DONE/TOTAL", "FAILED", "MODEL", "CREATED", "(UTC)", "INPUT"]
+    assert table[0].split() == [
+        "JOB",
+        "STATUS",
+        "DONE/TOTAL",
+        "FAILED",
+        "MODEL",
+        "CREATED",
+        "(UTC)",
+        "INPUT",
+    ]
     row = table[1].split()
     assert row[1:5] == ["running", "0/1", "0", "yolox-nano"]
     assert row[5] == time.strftime("%Y-%m-%d", time.gmtime())
@@ -112,15 +136,33 @@ def test_jobs_and_models_tables(settings: Settings, tmp_path: Path) -> None:
     lines = {line.split()[0].lstrip("*"): line for line in models.stdout.splitlines()[2:]}
     assert "verified" in lines["yunet"]  # the shared model files, sha256 checked
     other = run_cli(settings, "--model-dir", str(tmp_path / "empty-models"), "models").stdout
-    assert "missing detection/yolox_nano_416.onnx (downloads on first use)" in other  # nothing there, nothing downloaded
+    assert (
+        "missing detection/yolox_nano_416.onnx (downloads on first use)" in other
+    )  # nothing there, nothing downloaded
     assert not (tmp_path / "empty-models").exists()
 
 
-def test_ctrl_c_during_wait_detaches_with_a_hint(settings: Settings, tmp_path: Path, job_store: JobStore) -> None:
+def test_ctrl_c_during_wait_detaches_with_a_hint(
+    settings: Settings, tmp_path: Path, job_store: JobStore
+) -> None:
     folder = photos(tmp_path / "in", DOG)
-    cmd = [sys.executable, "-m", "framefleet.cli", "submit", str(folder), "--out", str(tmp_path / "out"), "--wait"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "framefleet.cli",
+        "submit",
+        str(folder),
+        "--out",
+        str(tmp_path / "out"),
+        "--wait",
+    ]
     proc = subprocess.Popen(
-        cmd, env=Fleet(settings, REPO).env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd,
+        env=Fleet(settings, REPO).env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -159,7 +201,9 @@ def test_flower_on_a_busy_port_suggests_a_free_one(settings: Settings) -> None:
         probe.bind(("127.0.0.1", suggested))
 
 
-def test_status_json_of_single_file_job(settings: Settings, tmp_path: Path, job_store: JobStore) -> None:
+def test_status_json_of_single_file_job(
+    settings: Settings, tmp_path: Path, job_store: JobStore
+) -> None:
     folder = photos(tmp_path / "in", DOG, HORSES)
     result = run_cli(settings, "submit", str(folder / HORSES.name), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
@@ -169,7 +213,9 @@ def test_status_json_of_single_file_job(settings: Settings, tmp_path: Path, job_
     assert (record["input"], record["total"]) == (f"file://{folder}/", 1)
 
 
-def wait_for_text(path: Path, text: str, proc: subprocess.Popen[str], timeout_s: float = 60) -> None:
+def wait_for_text(
+    path: Path, text: str, proc: subprocess.Popen[str], timeout_s: float = 60
+) -> None:
     deadline = time.monotonic() + timeout_s
     while text not in path.read_text():
         assert proc.poll() is None, path.read_text()
@@ -198,9 +244,15 @@ def test_with_a_real_worker_single_file_cancel_and_no_live_worker(
 
     # A job for a model no live worker serves: submit and status name the queue and the fix.
     folder = photos(tmp_path / "faces", DOG, HORSES, IMAGES_DIR / "coral_face.jpg")
-    faces = run_cli(settings, "submit", str(folder), "--out", str(tmp_path / "f1"), "--model", "yunet")
+    faces = run_cli(
+        settings, "submit", str(folder), "--out", str(tmp_path / "f1"), "--model", "yunet"
+    )
     assert faces.returncode == 0, faces.stderr
-    for text in ("no live worker consumes queue framefleet.yunet", "framefleet worker --models yunet", "(framefleet.yolox-nano)"):
+    for text in (
+        "no live worker consumes queue framefleet.yunet",
+        "framefleet worker --models yunet",
+        "(framefleet.yolox-nano)",
+    ):
         assert text in faces.stderr
     status = run_cli(settings, "status", faces.stdout.split()[0])
     assert "no live worker consumes queue framefleet.yunet" in status.stderr
@@ -208,8 +260,26 @@ def test_with_a_real_worker_single_file_cancel_and_no_live_worker(
     # --wait says so too instead of waiting silently; a cancel ends the wait (exit 1).
     log = tmp_path / "wait.log"
     with log.open("w") as err:
-        cmd = [sys.executable, "-m", "framefleet.cli", "submit", str(folder), "--out", str(tmp_path / "f2"), "--model", "yunet", "--wait"]
-        proc = subprocess.Popen(cmd, env=Fleet(settings, REPO).env(), cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "framefleet.cli",
+            "submit",
+            str(folder),
+            "--out",
+            str(tmp_path / "f2"),
+            "--model",
+            "yunet",
+            "--wait",
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            env=Fleet(settings, REPO).env(),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
         try:
             wait_for_text(log, "no live worker consumes queue framefleet.yunet", proc)
             waiting_id = job_store.recent(1)[0].job_id
@@ -248,7 +318,11 @@ def test_with_a_real_worker_single_file_cancel_and_no_live_worker(
     assert "report.html" in cancel.stderr
     assert (tmp_path / "m" / "_framefleet" / "report.html").is_file()
     summary = json.loads((tmp_path / "m" / "_framefleet" / "summary.json").read_text())
-    assert (summary["status"], summary["done"], summary["cancelled"]) == ("cancelled", first["done"], first["cancelled"])
+    assert (summary["status"], summary["done"], summary["cancelled"]) == (
+        "cancelled",
+        first["done"],
+        first["cancelled"],
+    )
     text = run_cli(settings, "status", job_id).stdout
     assert f"{first['cancelled']} cancelled" in text
     assert "pending" not in text

@@ -83,7 +83,9 @@ def test_flower_shows_workers_and_the_jobs_tasks_in_a_browser(
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             tasks = flower_tasks(url)
-            if len(tasks) == 3 and all(t["state"] in ("SUCCESS", "FAILURE") for t in tasks.values()):
+            if len(tasks) == 3 and all(
+                t["state"] in ("SUCCESS", "FAILURE") for t in tasks.values()
+            ):
                 break
             time.sleep(0.5)
         states = sorted(str(t["state"]) for t in tasks.values())

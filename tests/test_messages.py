@@ -60,10 +60,15 @@ def test_decode_refuses_precisely(cls: Any, message: Any, expectation: Any) -> N
     [
         # what Flower shows: count, model, job and batch; never the URIs
         (BATCH, "2 images, yolox-nano, job j1, batch 3"),
-        (BATCH.with_items(("a.jpg",), attempt=2), "1 image, yolox-nano, job j1, batch 3, attempt 2"),
+        (
+            BATCH.with_items(("a.jpg",), attempt=2),
+            "1 image, yolox-nano, job j1, batch 3, attempt 2",
+        ),
         (SEGMENT, "1 video, frames [100, 200), yolox-nano, job j1, segment 0"),
         (
-            VideoSegment("j1", 4, "s3://AKIA:secret@in/", "s3://out/?X-Amz-Signature=abc", "yunet", "v.mp4"),
+            VideoSegment(
+                "j1", 4, "s3://AKIA:secret@in/", "s3://out/?X-Amz-Signature=abc", "yunet", "v.mp4"
+            ),
             "1 video, frames [0, end), yunet, job j1, segment 4",
         ),
     ],

@@ -82,7 +82,9 @@ def run_block(
     if not install:
         lines = [line for line in lines if not line.startswith(INSTALL_LINES)]
     # -x echoes each command; the trap stops the background worker however the block ends.
-    script = "\n".join(["set -euxo pipefail", "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT", *lines])
+    script = "\n".join(
+        ["set -euxo pipefail", "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT", *lines]
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAMEFLEET_", "VIRTUAL_ENV"))}
     venv_bin = str(Path(sys.executable).parent)
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin]
@@ -156,7 +158,9 @@ def test_readme_own_data_block_with_its_install_lines(redis_url: str, tmp_path: 
 
 def test_readme_output_naming_table_is_the_rule() -> None:
     table = readme().split("<!-- naming: input | annotated | document -->", 1)[1]
-    rows = re.findall(r"^\| `([^`]+)` \| `([^`]+)` \| `([^`]+)` \|$", table.split("\n\n", 1)[0], re.M)
+    rows = re.findall(
+        r"^\| `([^`]+)` \| `([^`]+)` \| `([^`]+)` \|$", table.split("\n\n", 1)[0], re.M
+    )
     assert len(rows) >= 5
     for item, annotated, document in rows:
         video = item.lower().endswith((".mp4", ".gif", ".mkv"))
@@ -165,8 +169,12 @@ def test_readme_output_naming_table_is_the_rule() -> None:
 
 
 def test_readme_and_scripts_test_give_one_test_time() -> None:
-    readme_time = re.search(r"scripts/test\s+# ruff, mypy, pytest \(what CI runs; ~(\d+) min\)", readme())
-    script_time = re.search(r"everything \(about (\d+) minutes", (REPO / "scripts" / "test").read_text())
+    readme_time = re.search(
+        r"scripts/test\s+# ruff, mypy, pytest \(what CI runs; ~(\d+) min\)", readme()
+    )
+    script_time = re.search(
+        r"everything \(about (\d+) minutes", (REPO / "scripts" / "test").read_text()
+    )
     assert readme_time, "README's Development block lost its test time"
     assert script_time, "scripts/test lost its test time"
     assert readme_time.group(1) == script_time.group(1)

@@ -133,7 +133,10 @@ def test_every_builtin_family_has_an_adapter():
 
 def test_unknown_family_lists_families(tmp_path):
     spec = load_registry(_write(tmp_path / "r.toml", ENTRY.replace('"yolox"', '"resnet"')))
-    with pytest.raises(ConfigError, match=r"family 'resnet'; known families: classifier, deeplab, embedding, fastestdet"):
+    with pytest.raises(
+        ConfigError,
+        match=r"family 'resnet'; known families: classifier, deeplab, embedding, fastestdet",
+    ):
         load_adapter(spec.get("mine"), ModelStore(MODEL_DIR, download=False))
 
 

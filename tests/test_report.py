@@ -67,7 +67,9 @@ def test_report_of_a_finished_job_in_a_browser(
     size = report.stat().st_size
     print(f"report: {report} ({size / 1e6:.2f} MB)")
     html = report.read_text()
-    assert "http://" not in html.replace("http://www.w3.org/", "").replace("http://pygal.org", "").replace("http://github.com/Kozea/pygal", "")
+    assert "http://" not in html.replace("http://www.w3.org/", "").replace(
+        "http://pygal.org", ""
+    ).replace("http://github.com/Kozea/pygal", "")
     assert "https://" not in html
 
     page.goto(report.as_uri())

@@ -264,6 +264,7 @@ class VideoSegment(_Message):
             f"1 video, frames [{self.start_frame}, {end}), {self.model}, job {self.job_id}, "
             f"segment {self.segment_no}{retry}"
         )
+
     @property
     def sampling(self) -> Sampling:
         """Which frames are inferred."""

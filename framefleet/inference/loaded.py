@@ -122,9 +122,7 @@ def load_model(
     """
     registry = load_registry(None if models_file is None else Path(models_file))
     store = ModelStore(Path(model_dir).expanduser(), download=download)
-    return ModelCache(registry, store, engine=engine, threads=threads).get(
-        name or registry.default
-    )
+    return ModelCache(registry, store, engine=engine, threads=threads).get(name or registry.default)
 
 
 @dataclass
