@@ -1,5 +1,5 @@
 """Faults with real processes, no mocks: worker processes and whole worker nodes SIGKILLed, a
-poison item that kills every process that runs it. Each test checks that every input has exactly one
+poison image and a poison video segment that kill every process that runs them. Each test checks that every input has exactly one
 outcome, outputs are whole, counts are exact, the job finishes, and notes how many seconds after the
 fault it finished (printed at the end of the run as FAULT FIGURE lines).
 
@@ -237,4 +237,55 @@ def test_poison_item_that_kills_its_process(
     assert "died or hung past the time limit 2 times" in reason["message"]
     assert kills == settings.max_crashes
     record_figure("poison item killing its process", "poison SIGKILL", kills, record, last)
+    assert worker.process.poll() is None
+
+
+def test_poison_segment_that_kills_its_process(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
+) -> None:
+    # Every process that starts on segment 3 of a video is SIGKILLed. After max_crashes starts
+    # the segment is failed, which fails its video with a reason naming the segment; the images
+    # of the same job are done, the finished segments' parts are swept, the worker lives on.
+    settings = settings.with_(batch_size=1, lease_ttl_s=LEASE_TTL_S, max_crashes=2,
+                              segment_seconds=1.0)  # fmt: skip
+    fleet.settings = settings
+    src, keys = make_input(tmp_path / "in", media_images[:2], copies=1)
+    video = put(src, WALK, "walk/a.mp4")  # 100 frames at 10 fps: 10 segments
+    poison = f"{video}#3"
+    worker = fleet.start("p", "--concurrency", "2")
+    done = submit(settings, create_app(settings), src.uri, str(tmp_path / "out"), "yolox-nano")
+    job_id = done.job_id or ""
+    leases = LeaseStore(redisconn.connect(settings.redis_url))
+    killed: set[int] = set()
+    last = time.time()
+    deadline = time.monotonic() + 180
+    while not job_store.get(job_id).finished:
+        assert time.monotonic() < deadline, job_store.get(job_id)
+        for pid, item in holders(leases):
+            if item == poison and pid not in killed and kill(pid):
+                killed.add(pid)
+                last = time.time()
+        time.sleep(0.02)
+    record = wait_for_job(job_store, job_id)
+    assert (record.status, record.total, record.done, record.failed) == (JobStatus.DONE, 3, 2, 1)
+    reason = dict(job_store.failures(job_id))[video]
+    assert reason["error"] == "WorkerCrashed", reason
+    assert reason["message"].startswith("segment 3 (frames 30-40): "), reason
+    assert "died or hung past the time limit 2 times" in reason["message"]
+    assert len(killed) == settings.max_crashes
+    (state,) = record.videos
+    assert state.state == "failed"
+    out = open_storage(str(tmp_path / "out"))
+    # Whoever completes the job sweeps the parts just after recording it; a segment still running
+    # then deletes its own part when it sees its video failed. None may be left after that.
+    deadline = time.monotonic() + 30
+    while [obj.key for obj in out.list("_framefleet/parts/")]:
+        assert time.monotonic() < deadline, [obj.key for obj in out.list("_framefleet/parts/")]
+        time.sleep(0.1)
+    listed = [obj.key for obj in out.list("")]
+    assert not [k for k in listed if k.startswith(video)], listed  # no half-made outputs
+    for key in keys:
+        assert f"{key}.json" in listed, listed
+    record_figure("poison video segment killing its process", "poison SIGKILL", len(killed),
+                  record, last)  # fmt: skip
     assert worker.process.poll() is None
