@@ -1,7 +1,8 @@
 """Faults with real processes, no mocks: worker processes and whole worker nodes SIGKILLed, a
-poison image and a poison video segment that kill every process that runs them. Each test checks that every input has exactly one
-outcome, outputs are whole, counts are exact, the job finishes, and notes how many seconds after the
-fault it finished (printed at the end of the run as FAULT FIGURE lines).
+poison image and a poison video segment that kill every process that runs them. Each test checks
+that every input has exactly one outcome, outputs are whole, counts are exact, the job finishes,
+and notes how many seconds after the fault it finished (printed at the end of the run as FAULT
+FIGURE lines).
 
 The long mode (50 pool children killed) is behind ``-m slow``.
 """
