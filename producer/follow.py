@@ -11,6 +11,12 @@ Listing: S3 lists keys in order, so a tick asks only for the keys after the last
 catch rewritten keys and keys that landed before the cursor. A local folder is listed whole each
 tick (a directory walk, no requests); the seen-set tells what is new either way.
 
+Producers: one lists a job at a time, holding its beat (`framefleet.core.listing.ProducerBeat`).
+A second producer started on the same input, output and model finds the same job (the find or
+open is locked) and stands by; it takes over when the first stops, at once if that one died on
+this machine, else once its beat lapses. So a second copy of the command is a hot standby, never
+a second job or a second listing.
+
 Closing: ``--until``, ``--max-items`` or a `framefleet cancel` close the job for new objects;
 the items already counted still run, and the job ends ``done`` with exact counts once they
 have their outcomes (a second cancel stops it at once, as for any job).
@@ -19,6 +25,7 @@ have their outcomes (a second cancel stops it at once, as for any job).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,7 +38,7 @@ from framefleet.core.followstate import FollowStore, identity
 from framefleet.core.inputs import check_output, classify, input_keys, open_input
 from framefleet.core.jobrecord import JobRecord
 from framefleet.core.jobstate import JobStore
-from framefleet.core.listing import ProducerBeat
+from framefleet.core.listing import PRODUCER_TTL_S, ProducerBeat
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, StorageObject, open_storage
@@ -47,6 +54,10 @@ FULL_RELIST_EVERY = 6
 the others list only the keys after the cursor."""
 
 CLOSED_ELSEWHERE = "closed by framefleet cancel, or the job stopped"
+TAKEN_OVER = "another producer took over"
+
+STANDBY_POLL_S = 1.0
+"""How often a standing-by producer looks whether the job's beat is free."""
 
 ADMIT_CHUNK = 256
 """Listed objects decided with one round trip (the producer holds at most this many)."""
@@ -166,6 +177,16 @@ def media(objects: Iterator[StorageObject]) -> Iterator[StorageObject]:
     return (obj for obj in objects if classify(obj.key) != "skip")
 
 
+def _standing_by(job_id: str, other: str) -> None:
+    log.warning(
+        "job %s is listed by producer %s; this one stands by and takes over if that one stops "
+        "(at once if it ran on this machine, else once its beat lapses after %.0f s)",
+        job_id,
+        other,
+        PRODUCER_TTL_S,
+    )
+
+
 def follow(
     settings: Settings,
     app: Celery,
@@ -179,15 +200,19 @@ def follow(
     sampling: Sampling | None = None,
     on_created: Callable[[str, bool], None] = lambda job_id, resumed: None,
     on_tick: Callable[[Tick], None] = lambda tick: None,
+    on_standby: Callable[[str, str], None] = _standing_by,
 ) -> Followed:
     """Follow ``input_uri`` until ``options`` or a `framefleet cancel` close the job.
 
     The open following job of the same input, output and model is resumed if there is one
-    (a producer killed and started again), else a job is created.
+    (a producer killed and started again), else a job is created. While another live producer
+    lists that job, this one stands by and takes over when that one stops.
 
     Args:
         on_created: called with (job id, resumed) before the first listing.
         on_tick: called after each listing round.
+        on_standby: called with (job id, the listing producer's ``host:pid``) when this one
+            starts standing by.
 
     Returns:
         The job and why it closed. The items counted still run; wait for the job to finish.
@@ -206,26 +231,52 @@ def follow(
     jobs.reconnect_s = settings.redis_wait_s
     store = FollowStore(jobs)
     ident = identity(src.uri, dst.uri, model)
-    job_id = store.find(ident)
-    resumed = job_id is not None
-    if job_id is None:
-        params = job_params(settings, engine, force, sampling or Sampling())
-        params["follow"] = True
-        job_id = jobs.create(src.uri, dst.uri, model, params=params)
-        store.open(job_id, ident, options.interval_s, options.until, options.max_items)
-    else:
-        store.configure(job_id, options.interval_s, options.until, options.max_items)
+    with store.opening(ident):
+        job_id = store.find(ident)
+        resumed = job_id is not None
+        if job_id is None:
+            params = job_params(settings, engine, force, sampling or Sampling())
+            params["follow"] = True
+            job_id = jobs.create(src.uri, dst.uri, model, params=params)
+            store.open(job_id, ident, options.interval_s, options.until, options.max_items)
     follower = Follower.of_job(app, jobs, jobs.get(job_id))
     on_created(job_id, resumed)
-    if resumed and (count := follower.send_unsent()):
-        log.info("job %s: sent %d items again that the last producer may not have", job_id, count)
-    with ProducerBeat(jobs, job_id):  # `jobs` shows it listing, not "producer gone"
-        reason = _follow(store, follower, src, dst, options, on_tick)
+    while True:
+        # One producer lists a job at a time: the beat is its lease. Another one stands by and
+        # takes over when the beat lapses; a producer whose beat lapsed goes back to standing by.
+        beat = ProducerBeat(jobs, job_id)
+        if not _wait_turn(store, beat, on_standby):
+            return Followed(job_id, resumed, CLOSED_ELSEWHERE)
+        with beat:  # `jobs` shows it listing, not "producer gone"
+            if resumed:
+                store.configure(job_id, options.interval_s, options.until, options.max_items)
+                if count := follower.send_unsent():
+                    log.info("job %s: sent %d items again that the last producer may not have",
+                             job_id, count)  # fmt: skip
+            reason = _follow(store, follower, src, dst, options, on_tick, beat.lost)
+        if reason != TAKEN_OVER:
+            break
+        resumed = True
     if reason == CLOSED_ELSEWHERE:
         return Followed(job_id, resumed, reason)
     follower.close(reason)
     log.info("job %s closed: %s", job_id, reason)
     return Followed(job_id, resumed, reason)
+
+
+def _wait_turn(
+    store: FollowStore, beat: ProducerBeat, on_standby: Callable[[str, str], None]
+) -> bool:
+    """Wait until this producer holds the job's beat (True), or the job closed (False)."""
+    told = False
+    while (other := beat.take()) is not None:
+        if not told:
+            on_standby(beat.job_id, other)
+            told = True
+        store.sleep(beat.job_id, STANDBY_POLL_S)  # returns early when the job is closed
+        if not store.is_open(beat.job_id):
+            return False
+    return True
 
 
 def _follow(
@@ -235,12 +286,16 @@ def _follow(
     dst: Storage,
     options: FollowOptions,
     on_tick: Callable[[Tick], None],
+    lost: threading.Event,
 ) -> str:
-    """List ``src`` tick after tick until the job is to close; why it is to close."""
+    """List ``src`` tick after tick until the job is to close, or another producer took it over
+    (``lost``); why it stopped."""
     job_id = follower.job_id
     by_cursor = uri_scheme(src.uri) == "s3"  # lists in key order, one request per 1000 keys
     reason = ""
     while True:
+        if lost.is_set():
+            return TAKEN_OVER
         started = time.monotonic()
         number = store.tick(job_id)
         if not store.is_open(job_id):

@@ -2,7 +2,7 @@
 added while the job follows are processed within twice the interval; a rewritten file is processed
 again and an untouched one is not; cancel and --max-items close the job with exact counts; a
 producer killed with SIGKILL and started again resumes the same job, missing and doubling
-nothing."""
+nothing; two producers started at once share one job, one listing and one standing by."""
 
 from __future__ import annotations
 
@@ -176,6 +176,38 @@ def test_follow_producer_killed_and_started_again_resumes(
     record = close_and_check(fleet, job_store, second, job_id, out)
     assert (record.total, record.done, record.failed) == (40, 40, 0)
     assert_exactly_once(job_store, record, open_storage(out), keys)
+
+
+def test_two_producers_started_at_once_follow_one_job_and_the_second_takes_over(
+    fleet: Fleet, tmp_path: Path, job_store: JobStore
+) -> None:
+    # The same `submit --follow` twice at the same moment (two terminals, two replicas): one job,
+    # one producer listing it, the other standing by. SIGKILL the listing one: the standby takes
+    # over at once (a dead process of this host) and files added afterwards still run, once.
+    src, out = open_storage(str(tmp_path / "in")), str(tmp_path / "out")
+    keys = [put_image(src, f"a{n:03d}.jpg") for n in range(10)]
+    fleet.start("w1")
+    args = ("--interval", "0.2s")
+    producers = [follow_cli(fleet, name, src, out, *args) for name in ("p1", "p2")]
+    job_id = producers[0].first_line()
+    assert producers[1].first_line() == job_id
+    deadline = time.monotonic() + 30
+    while not any("stands by" in p.stderr() for p in producers):
+        assert time.monotonic() < deadline, [p.stderr() for p in producers]
+        time.sleep(0.05)
+    (standby,) = [p for p in producers if "stands by" in p.stderr()]
+    (active,) = [p for p in producers if p is not standby]
+    assert "tick " not in standby.stderr()  # it has not listed
+    until_done(job_store, job_id, 10)
+    active.process.kill()
+    active.process.wait()
+    keys += [put_image(src, f"b{n:03d}.jpg") for n in range(5)]
+    until_done(job_store, job_id, 15, timeout_s=60)
+    assert "tick " in standby.stderr()  # it took over the listing
+    record = close_and_check(fleet, job_store, standby, job_id, out)
+    assert (record.total, record.done, record.failed) == (15, 15, 0)
+    assert_exactly_once(job_store, record, open_storage(out), keys)
+    assert [j.job_id for j in job_store.recent()] == [job_id]  # one job, not two
 
 
 def test_follow_s3_new_late_and_rewritten_keys_then_cancel(

@@ -1,11 +1,19 @@
-"""Orphans of killed producers (real Redis): a job still listing is closed by a resubmission of
-the same input, output and model only once its producer is gone."""
+"""Producers' beats (real Redis): a job still listing is closed by a resubmission of the same
+input, output and model only once its producer is gone; the beat is a lease that one producer
+holds at a time, taken over at once from a dead process of this host."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
+from framefleet.core.errors import ProducerBusy
 from framefleet.core.jobrecord import JobStatus
 from framefleet.core.jobstate import JobStore
 from framefleet.core.listing import ProducerBeat, close_orphans, producer_gone
@@ -32,3 +40,42 @@ def test_a_live_producer_keeps_its_job_and_a_gone_one_loses_it(
     assert job_store.status(third) is JobStatus.LISTING
     summary = json.loads((tmp_path / "out" / "_framefleet" / "summary.json").read_text())
     assert summary["status"] == "cancelled"
+
+
+def dead_pid() -> int:
+    """The pid of a process of this host that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_the_beat_is_a_lease_one_producer_holds_at_a_time(job_store: JobStore) -> None:
+    job_id = job_store.create("file:///in/", "file:///out/", "yolox-nano")
+    key = f"{job_store.keys(job_id)[0]}:producer"
+    with ProducerBeat(job_store, job_id) as first:
+        second = ProducerBeat(job_store, job_id)
+        second.holder = f"{socket.gethostname()}:{os.getppid()}"  # as another live producer
+        assert second.take() == first.holder  # a live producer of this host keeps it
+        with pytest.raises(ProducerBusy, match=f"listed by producer {first.holder}"):
+            second.__enter__()
+        assert job_store.client.get(key) == first.holder
+    assert job_store.client.get(key) is None
+    # A beat left by a killed producer of this host is taken over at once, not after its TTL.
+    job_store.client.set(key, f"{socket.gethostname()}:{dead_pid()}", px=30_000)
+    assert ProducerBeat(job_store, job_id).take() is None
+    # Another machine's beat is trusted until it lapses.
+    job_store.client.set(key, "elsewhere:1", px=30_000)
+    assert ProducerBeat(job_store, job_id).take() == "elsewhere:1"
+
+
+def test_a_producer_whose_beat_was_taken_learns_it_and_leaves_the_new_holder_alone(
+    job_store: JobStore,
+) -> None:
+    job_id = job_store.create("file:///in/", "file:///out/", "yolox-nano")
+    key = f"{job_store.keys(job_id)[0]}:producer"
+    with ProducerBeat(job_store, job_id, ttl_s=0.3) as beat:
+        assert not beat.lost.is_set()
+        job_store.client.set(key, "elsewhere:1", px=30_000)  # its beat lapsed; another took it
+        assert beat.lost.wait(2), "the renewal did not notice the new holder"
+        assert job_store.client.get(key) == "elsewhere:1"  # not renewed over it
+    assert job_store.client.get(key) == "elsewhere:1"  # nor deleted on the way out

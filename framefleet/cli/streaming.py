@@ -132,6 +132,13 @@ def run_follow(
         jobs = JobStore.from_url(settings.redis_url)
         warn_if_no_worker(settings, jobs, jobs.get(job_id))
 
+    def standby(job_id: str, other: str) -> None:
+        click.echo(
+            f"job {job_id} is listed by producer {other}; this one stands by and takes over if "
+            "that one stops",
+            err=True,
+        )
+
     def ticked(tick: Tick) -> None:
         if tick.enqueued or tick.deferred:
             deferred = f", {tick.deferred} rewrites wait for their earlier run" * bool(
@@ -157,6 +164,7 @@ def run_follow(
             sampling=sampling,
             on_created=created,
             on_tick=ticked,
+            on_standby=standby,
         )
     except KeyboardInterrupt:
         job = started[0] if started else "(none yet)"

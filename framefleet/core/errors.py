@@ -65,6 +65,10 @@ class JobFinished(ConfigError):
     """The job already ended (done, failed or cancelled); a finished job is final."""
 
 
+class ProducerBusy(ConfigError):
+    """Another live producer is listing that job."""
+
+
 class NoMediaError(ConfigError):
     """The input holds no image or video (an empty folder, or only other files)."""
 

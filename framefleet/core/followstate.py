@@ -17,6 +17,7 @@ it was after a SIGKILL lives here, under the job's keys, not in the process::
                                              (the last `LAG_WINDOW`)
     {prefix}:job:{id}:follow:wake     list   pushed on close, so a sleeping producer wakes
     {prefix}:following                hash   identity (input, output, model) -> open job id
+    {prefix}:following:opening:{ident} string lock around finding or opening that job
 
 `FollowStore.admit` decides in one script, per listed object, whether it is new, rewritten or
 already enqueued, and counts it into the job's total in the same step, so a producer killed at
@@ -27,17 +28,22 @@ counts an item once). Memory in the producer stays flat: the seen-set is in Redi
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from framefleet.core import defaults, redisconn
+from framefleet.core.errors import BrokerError
 from framefleet.core.jobstate import JobStore, video_keys
 from framefleet.core.storage import StorageObject
+
+OPENING_LOCK_S = 30
+"""Seconds the find-or-open lock lives if its producer dies holding it."""
 
 LAG_WINDOW = 10_000
 """Arrival-to-outcome lags kept per job (the most recent), for `status`'s p50 and p95."""
@@ -266,6 +272,23 @@ class FollowStore:
                 "max_items": max_items or 0,
             },
         )
+
+    @contextlib.contextmanager
+    def opening(self, ident: str) -> Iterator[None]:
+        """Hold the lock on finding or opening the job of ``ident``: of two producers started at
+        the same moment, one opens the job and the other finds it (one job, not two).
+
+        Raises:
+            BrokerError: Redis is unreachable, or the lock stayed held for a minute.
+        """
+        lock = self.client.lock(f"{self._index}:opening:{ident}", timeout=OPENING_LOCK_S)
+        if not self._call(lock.acquire, blocking_timeout=2 * OPENING_LOCK_S):
+            raise BrokerError(f"the follow lock of {ident} stayed held for {2 * OPENING_LOCK_S} s")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):  # it expires by itself
+                lock.release()
 
     def find(self, ident: str) -> str | None:
         """The id of the job still following as ``ident``, if any (a producer started again)."""
