@@ -90,7 +90,9 @@ def test_sigterm_finishes_the_task_in_hand_and_loses_nothing(
     log = first.log()
     assert "worker: Warm shutdown" in log
     received, succeeded = len(RECEIVED.findall(log)), len(SUCCEEDED.findall(log))
-    assert received == succeeded > 0, "a task the worker took was neither finished nor returned"
+    # A message the consumer fetched as the shutdown began is given back unstarted (at most one:
+    # prefetch 1); below, every message not finished here is back in the queue and none is held.
+    assert succeeded > 0 and received - succeeded in (0, 1), log[-3000:]
 
     stopped = job_store.get(job_id)
     assert stopped.failed == 0
