@@ -8,8 +8,10 @@ job by its (input, output, model) and goes on, missing and doubling nothing.
 
 Listing: S3 lists keys in order, so a tick asks only for the keys after the last one listed
 (ListObjectsV2 ``StartAfter``), and every `FULL_RELIST_EVERY`-th tick lists the whole prefix to
-catch rewritten keys and keys that landed before the cursor. A local folder is listed whole each
-tick (a directory walk, no requests); the seen-set tells what is new either way.
+catch rewritten keys and keys that landed before the cursor. A local folder is walked whole each
+tick (no requests), but only the files whose ctime is recent (`CHANGE_SLACK_S` before the last
+walk) go to the admission script, so an unchanged folder costs Redis nothing; every
+`FULL_RELIST_EVERY`-th tick, and a producer's first, checks every file.
 
 Producers: one lists a job at a time, holding its beat (`framefleet.core.listing.ProducerBeat`).
 A second producer started on the same input, output and model finds the same job (the find or
@@ -59,6 +61,11 @@ TAKEN_OVER = "another producer took over"
 STANDBY_POLL_S = 1.0
 """How often a standing-by producer looks whether the job's beat is free."""
 
+CHANGE_SLACK_S = 10.0
+"""A tick checks the objects changed since this long before the last listing began: a file
+created during a walk, in a folder the walk had passed, is caught by the next one, and a file
+server's clock may run this far behind ours (further, the full listing still catches it)."""
+
 ADMIT_CHUNK = 256
 """Listed objects decided with one round trip (the producer holds at most this many)."""
 
@@ -88,6 +95,9 @@ class Tick:
 
     number: int
     listed: int
+    checked: int
+    """Listed objects put to the admission script: all on a full listing, else those changed
+    since the last listing (or of unknown change time)."""
     enqueued: int
     deferred: int
     full: bool
@@ -293,18 +303,25 @@ def _follow(
     job_id = follower.job_id
     by_cursor = uri_scheme(src.uri) == "s3"  # lists in key order, one request per 1000 keys
     reason = ""
+    since: float | None = None  # objects changed before this were admitted by an earlier tick
     while True:
         if lost.is_set():
             return TAKEN_OVER
-        started = time.monotonic()
+        started, listing_at = time.monotonic(), time.time()
         number = store.tick(job_id)
         if not store.is_open(job_id):
             return CLOSED_ELSEWHERE
-        full = not by_cursor or number % FULL_RELIST_EVERY == 1
-        after = "" if full else store.cursor(job_id)
-        listed = enqueued = deferred = 0
+        recent = None if number % FULL_RELIST_EVERY == 1 else since  # None: check every object
+        full = recent is None
+        after = "" if full or not by_cursor else store.cursor(job_id)
+        listed = checked = enqueued = deferred = 0
         for chunk in chunks(media(input_keys(src, dst, after)), ADMIT_CHUNK):
             listed += len(chunk)
+            if recent is not None:  # an object unchanged since the last listing cannot be new
+                chunk = [obj for obj in chunk if not obj.changed or obj.changed >= recent]
+            checked += len(chunk)
+            if not chunk:
+                continue
             admitted = store.admit(job_id, chunk, options.max_items)
             follower.send(admitted.keys)
             enqueued += len(admitted.keys)
@@ -314,7 +331,8 @@ def _follow(
             if admitted.capped:
                 reason = f"--max-items {options.max_items} reached"
                 break
-        on_tick(Tick(number, listed, enqueued, deferred, full))
+        on_tick(Tick(number, listed, checked, enqueued, deferred, full))
+        since = listing_at - CHANGE_SLACK_S
         if not reason and options.until is not None and time.time() >= options.until:
             reason = "--until reached"  # after a last listing: what landed until then runs
         if reason:

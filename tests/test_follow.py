@@ -22,7 +22,11 @@ from framefleet.core.followstate import FollowStore
 from framefleet.core.jobrecord import JobRecord, JobStatus
 from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import report_key, result_key
+from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
+from framefleet.queue import create_app
+from producer import follow as follow_module
+from producer.follow import FollowOptions, Tick
 
 pytestmark = pytest.mark.integration
 
@@ -208,6 +212,47 @@ def test_two_producers_started_at_once_follow_one_job_and_the_second_takes_over(
     assert (record.total, record.done, record.failed) == (15, 15, 0)
     assert_exactly_once(job_store, record, open_storage(out), keys)
     assert [j.job_id for j in job_store.recent()] == [job_id]  # one job, not two
+
+
+def test_a_local_tick_checks_only_files_changed_since_the_last(
+    settings: Settings, tmp_path: Path, job_store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No workers: this is about what each listing puts to Redis's admission script. A folder
+    # that did not change costs no admission at all; a new file and one rewritten in place (a
+    # new ctime) are checked on the next tick; every FULL_RELIST_EVERY-th tick checks all.
+    monkeypatch.setattr(follow_module, "CHANGE_SLACK_S", 0.2)
+    src, out = open_storage(str(tmp_path / "in")), str(tmp_path / "out")
+    for n in range(20):
+        put_image(src, f"a{n:03d}.jpg")
+    time.sleep(0.5)  # older than the first listing by more than the slack
+    ticks: list[Tick] = []
+    store = FollowStore(job_store)
+
+    def ticked(tick: Tick) -> None:
+        ticks.append(tick)
+        if tick.number == 2:
+            put_image(src, "new.jpg")
+            with (tmp_path / "in" / "a005.jpg").open("r+b") as f:
+                f.write(b"\xff")  # rewritten in place: same name, new ctime
+        if tick.number == follow_module.FULL_RELIST_EVERY + 1:
+            store.close(followed_job[0], "test done")
+
+    followed_job: list[str] = []
+    options = FollowOptions(interval_s=0.3)
+    followed = follow_module.follow(
+        settings, create_app(settings), src.uri, out, "yolox-nano", options,
+        on_created=lambda job_id, resumed: followed_job.append(job_id), on_tick=ticked,
+    )  # fmt: skip
+    assert followed.reason == follow_module.CLOSED_ELSEWHERE
+    by_number = {t.number: t for t in ticks}
+    assert (by_number[1].full, by_number[1].listed, by_number[1].checked) == (True, 20, 20)
+    assert (by_number[2].full, by_number[2].listed, by_number[2].checked) == (False, 20, 0)
+    assert (by_number[3].listed, by_number[3].checked) == (21, 2)
+    # The new file is enqueued; the rewrite waits for its earlier run's outcome (no workers).
+    assert (by_number[3].enqueued, by_number[3].deferred) == (1, 1)
+    assert by_number[4].checked == 0
+    assert (by_number[7].full, by_number[7].checked) == (True, 21)
+    assert job_store.get(followed.job_id).total == 21
 
 
 def test_follow_s3_new_late_and_rewritten_keys_then_cancel(

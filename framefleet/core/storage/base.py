@@ -42,12 +42,17 @@ class StorageObject:
         tag: What changes when the content is rewritten: the S3 ETag, ``size:mtime_ns`` for a
             local file, a checksum in memory; ``""`` where unknown.
         modified: When the object was last written, seconds since the epoch (0.0: unknown).
+        changed: When the object last appeared or changed under its name, seconds since the
+            epoch: a local file's ctime, which creating, rewriting or moving the file in sets and
+            tools that keep mtimes (``cp -p``, ``rsync -a``) do not turn back; 0.0 where the
+            store has no such time.
     """
 
     key: str
     size: int
     tag: str = ""
     modified: float = 0.0
+    changed: float = 0.0
 
 
 class Storage(ABC):

@@ -249,4 +249,4 @@ def _walk(
             except FileNotFoundError:
                 continue  # deleted since the scan: it is no longer an object
             tag = f"{stat.st_size}:{stat.st_mtime_ns}"
-            yield StorageObject(base + name, stat.st_size, tag, stat.st_mtime)
+            yield StorageObject(base + name, stat.st_size, tag, stat.st_mtime, stat.st_ctime)
