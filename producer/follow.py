@@ -11,7 +11,8 @@ Listing: S3 lists keys in order, so a tick asks only for the keys after the last
 catch rewritten keys and keys that landed before the cursor. A local folder is walked whole each
 tick (no requests), but only the files whose ctime is recent (`CHANGE_SLACK_S` before the last
 walk) go to the admission script, so an unchanged folder costs Redis nothing; every
-`FULL_RELIST_EVERY`-th tick, and a producer's first, checks every file.
+`FULL_RELIST_EVERY`-th tick, a producer's first, and each while a rewrite waits for its earlier
+run, checks every file.
 
 Producers: one lists a job at a time, holding its beat (`framefleet.core.listing.ProducerBeat`).
 A second producer started on the same input, output and model finds the same job (the find or
@@ -332,7 +333,9 @@ def _follow(
                 reason = f"--max-items {options.max_items} reached"
                 break
         on_tick(Tick(number, listed, checked, enqueued, deferred, full))
-        since = listing_at - CHANGE_SLACK_S
+        # A deferred rewrite is admitted once its earlier run has an outcome, whatever its ctime:
+        # while any wait, every tick checks every object.
+        since = None if deferred else listing_at - CHANGE_SLACK_S
         if not reason and options.until is not None and time.time() >= options.until:
             reason = "--until reached"  # after a last listing: what landed until then runs
         if reason:

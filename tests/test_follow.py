@@ -218,40 +218,41 @@ def test_a_local_tick_checks_only_files_changed_since_the_last(
     settings: Settings, tmp_path: Path, job_store: JobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No workers: this is about what each listing puts to Redis's admission script. A folder
-    # that did not change costs no admission at all; a new file and one rewritten in place (a
-    # new ctime) are checked on the next tick; every FULL_RELIST_EVERY-th tick checks all.
-    monkeypatch.setattr(follow_module, "CHANGE_SLACK_S", 0.2)
+    # that did not change costs no admission at all; a new file, or one rewritten in place (a
+    # new ctime), is checked on the next tick; a rewrite waiting for its earlier run (always,
+    # here) makes the ticks check everything; every FULL_RELIST_EVERY-th tick checks all.
+    monkeypatch.setattr(follow_module, "CHANGE_SLACK_S", 0.1)
     src, out = open_storage(str(tmp_path / "in")), str(tmp_path / "out")
     for n in range(20):
         put_image(src, f"a{n:03d}.jpg")
     time.sleep(0.5)  # older than the first listing by more than the slack
-    ticks: list[Tick] = []
+    ticks: dict[int, Tick] = {}
     store = FollowStore(job_store)
+    followed_job: list[str] = []
 
     def ticked(tick: Tick) -> None:
-        ticks.append(tick)
+        ticks[tick.number] = tick
         if tick.number == 2:
             put_image(src, "new.jpg")
+        if tick.number == 4:
             with (tmp_path / "in" / "a005.jpg").open("r+b") as f:
                 f.write(b"\xff")  # rewritten in place: same name, new ctime
         if tick.number == follow_module.FULL_RELIST_EVERY + 1:
             store.close(followed_job[0], "test done")
 
-    followed_job: list[str] = []
-    options = FollowOptions(interval_s=0.3)
     followed = follow_module.follow(
-        settings, create_app(settings), src.uri, out, "yolox-nano", options,
+        settings, create_app(settings), src.uri, out, "yolox-nano", FollowOptions(interval_s=0.5),
         on_created=lambda job_id, resumed: followed_job.append(job_id), on_tick=ticked,
     )  # fmt: skip
     assert followed.reason == follow_module.CLOSED_ELSEWHERE
-    by_number = {t.number: t for t in ticks}
-    assert (by_number[1].full, by_number[1].listed, by_number[1].checked) == (True, 20, 20)
-    assert (by_number[2].full, by_number[2].listed, by_number[2].checked) == (False, 20, 0)
-    assert (by_number[3].listed, by_number[3].checked) == (21, 2)
-    # The new file is enqueued; the rewrite waits for its earlier run's outcome (no workers).
-    assert (by_number[3].enqueued, by_number[3].deferred) == (1, 1)
-    assert by_number[4].checked == 0
-    assert (by_number[7].full, by_number[7].checked) == (True, 21)
+    seen = {n: (t.full, t.listed, t.checked, t.enqueued, t.deferred) for n, t in ticks.items()}
+    assert seen[1] == (True, 20, 20, 20, 0), seen
+    assert seen[2] == (False, 20, 0, 0, 0), seen  # nothing changed: no admission
+    assert seen[3] == (False, 21, 1, 1, 0), seen  # the new file
+    assert seen[4] == (False, 21, 0, 0, 0), seen
+    assert seen[5] == (False, 21, 1, 0, 1), seen  # the rewrite, deferred (no outcome yet)
+    assert seen[6] == (True, 21, 21, 0, 1), seen  # a deferred rewrite: check everything
+    assert seen[7] == (True, 21, 21, 0, 1), seen  # and every 6th tick anyway
     assert job_store.get(followed.job_id).total == 21
 
 
