@@ -17,11 +17,20 @@ from faults import assert_exactly_once
 from fleet import Fleet, run_cli, wait_for_job, wait_for_object
 from seaweed import unique_root
 from test_faults_services import Cli
+from test_video import (
+    WALK,
+    assert_each_sampled_frame_once,
+    assert_whole_video,
+    document,
+    lines,
+    put,
+)
 
 from framefleet.core.followstate import FollowStore
 from framefleet.core.jobrecord import JobRecord, JobStatus
 from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import report_key, result_key
+from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 from framefleet.queue import create_app
@@ -31,6 +40,7 @@ from producer.follow import FollowOptions, Tick
 pytestmark = pytest.mark.integration
 
 RNG = np.random.default_rng(15)
+PARKING = "parking_lot_person_bicycle_car_480x270_mp4v.mp4"  # 41 frames, 12.5 fps, 480x270
 
 
 def put_image(storage: Storage, key: str) -> str:
@@ -133,6 +143,43 @@ def test_follow_local_new_and_rewritten_files_then_cancel(
     info = FollowStore(job_store).get(job_id)
     assert info is not None
     assert (info.state, info.reason) == ("closed", "closed by framefleet cancel")
+
+
+def test_follow_a_video_rewritten_after_it_was_merged_is_processed_again(
+    fleet: Fleet, tmp_path: Path, job_store: JobStore
+) -> None:
+    # A 10 s clip (10 segments of 1 s) is merged, then the same key is rewritten with a 3.3 s
+    # clip of another size: its segment state is reset and it runs again, and the published
+    # video, frame lines and document are the new clip's, whole (no frame of the old one).
+    fleet.settings = fleet.settings.with_(segment_seconds=1.0)
+    src, out = open_storage(str(tmp_path / "in")), str(tmp_path / "out")
+    dst = open_storage(out)
+    key = put(src, WALK, "cams/clip.mp4")
+    fleet.start("w1", "--concurrency", "2")
+    producer = follow_cli(fleet, "p", src, out, "--interval", "0.5s")
+    job_id = producer.first_line()
+    first = until_done(job_store, job_id, 1, timeout_s=120)
+    assert (first.videos[0].state, first.videos[0].segments_total) == ("merged", 10)
+    assert_whole_video(dst, key, tmp_path, 100, 10.0, (768, 432))
+
+    put(src, PARKING, key)  # same key, new content
+    deadline = time.monotonic() + 120
+    while True:
+        record = job_store.get(job_id)
+        info = FollowStore(job_store).get(job_id)
+        assert info is not None
+        if info.rewrites == 1 and record.done == 1 and record.videos[0].state == "merged":
+            break
+        assert time.monotonic() < deadline, (record, producer.stderr())
+        time.sleep(0.2)
+    assert record.videos[0].segments_total == 4  # 41 frames at 12.5 fps, 1 s segments
+    assert_whole_video(dst, key, tmp_path, 41, 12.5, (480, 270))
+    assert_each_sampled_frame_once(lines(dst, key), 41, Sampling(), 12.5)
+    assert document(dst, key).frames == 41
+
+    record = close_and_check(fleet, job_store, producer, job_id, out)
+    assert (record.total, record.done, record.failed) == (1, 1, 0)
+    assert not [obj.key for obj in dst.list("_framefleet/parts/")]  # the old clip's parts too
 
 
 def test_follow_max_items_and_until_close_the_job_by_themselves(
