@@ -60,13 +60,18 @@ def wait_for_job(
         time.sleep(0.2)
 
 
+def cli(*args: str) -> list[str]:
+    """The command line of ``framefleet ARGS`` run by this interpreter."""
+    return [sys.executable, "-m", "framefleet.cli", *args]
+
+
 def run_cli(
     settings: Settings, *args: str, env: dict[str, str] | None = None, timeout_s: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """Run ``framefleet ARGS`` in a child process with the test's settings in its environment."""
     full_env = {**Fleet(settings, REPO).env(), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "framefleet.cli", *args],
+        cli(*args),
         env=full_env,
         cwd=REPO,
         capture_output=True,

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from fleet import REPO, Fleet, wait_for_job
+from fleet import REPO, Fleet, cli, wait_for_job
 from helpers import IMAGES_DIR, MODEL_DIR, read_image
 
 from framefleet.core.documents import ImageDocument, read_document
@@ -36,7 +35,7 @@ def stable(document: dict[str, Any]) -> dict[str, Any]:
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEFLEET_")}
     return subprocess.run(
-        [sys.executable, "-m", "framefleet.cli", "--model-dir", str(MODEL_DIR), *args],
+        cli("--model-dir", str(MODEL_DIR), *args),
         env={**base, **(env or {})},
         cwd=REPO,
         capture_output=True,

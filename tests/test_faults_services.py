@@ -5,13 +5,12 @@ suite's shared Redis and S3 are never touched. Figures are printed as FAULT FIGU
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from faults import assert_exactly_once, freeze_node_holding, record_figure, thaw
-from fleet import REPO, Fleet, wait_for_job
+from fleet import REPO, Fleet, cli, wait_for_job
 from test_faults import LEASE_TTL_S, make_input
 
 from framefleet.core.errors import StorageError
@@ -35,7 +34,7 @@ class Cli:
         self.err = fleet.tmp / f"{name}.err"
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "framefleet.cli", *args],
+                cli(*args),
                 env=fleet.env(),
                 cwd=REPO,
                 stdout=out,
@@ -313,7 +312,7 @@ def test_worker_waits_for_redis_at_start_then_exits_5(settings: Settings, tmp_pa
     dead = settings.with_(redis_url="redis://127.0.0.1:1/0", redis_wait_s=3)
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "framefleet.cli", "worker", "-n", "nobroker@%h"],
+        cli("worker", "-n", "nobroker@%h"),
         env=Fleet(dead, tmp_path).env(),
         cwd=REPO,
         capture_output=True,

@@ -7,12 +7,11 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from fleet import REPO, Fleet, run_cli
+from fleet import REPO, Fleet, cli, run_cli
 from helpers import IMAGES_DIR
 
 from framefleet.core.jobstate import JobStore
@@ -146,16 +145,7 @@ def test_ctrl_c_during_wait_detaches_with_a_hint(
     settings: Settings, tmp_path: Path, job_store: JobStore
 ) -> None:
     folder = photos(tmp_path / "in", DOG)
-    cmd = [
-        sys.executable,
-        "-m",
-        "framefleet.cli",
-        "submit",
-        str(folder),
-        "--out",
-        str(tmp_path / "out"),
-        "--wait",
-    ]
+    cmd = cli("submit", str(folder), "--out", str(tmp_path / "out"), "--wait")
     proc = subprocess.Popen(
         cmd,
         env=Fleet(settings, REPO).env(),
@@ -260,18 +250,9 @@ def test_with_a_real_worker_single_file_cancel_and_no_live_worker(
     # --wait says so too instead of waiting silently; a cancel ends the wait (exit 1).
     log = tmp_path / "wait.log"
     with log.open("w") as err:
-        cmd = [
-            sys.executable,
-            "-m",
-            "framefleet.cli",
-            "submit",
-            str(folder),
-            "--out",
-            str(tmp_path / "f2"),
-            "--model",
-            "yunet",
-            "--wait",
-        ]
+        cmd = cli(
+            "submit", str(folder), "--out", str(tmp_path / "f2"), "--model", "yunet", "--wait"
+        )
         proc = subprocess.Popen(
             cmd,
             env=Fleet(settings, REPO).env(),

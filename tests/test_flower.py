@@ -5,7 +5,6 @@ shown as FAILURE."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from browser import screenshot
-from fleet import Fleet, wait_for_job
+from fleet import Fleet, cli, wait_for_job
 from test_e2e import upload
 
 from framefleet.core.jobstate import JobStore
@@ -58,7 +57,7 @@ def test_flower_shows_workers_and_the_jobs_tasks_in_a_browser(
     fleet.settings = settings
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "framefleet.cli", "flower", "--port", str(port)]
+    cmd = cli("flower", "--port", str(port))
     env = {**fleet.env(), "FLOWER_UNAUTHENTICATED_API": "true"}  # the test reads /api/tasks too
     flower = LoggedProcess("flower", cmd, env, tmp_path / "flower.log")
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from fleet import REPO, Fleet, wait_for_job
+from fleet import REPO, Fleet, cli, wait_for_job
 from helpers import MEDIA_DIR
 
 from framefleet.core.jobstate import JobStore
@@ -66,7 +66,7 @@ def test_plain_celery_worker_with_solo_pool(
 
 def test_flower_serves_the_fleet(settings: Settings, tmp_path: Path) -> None:
     port = free_port()
-    cmd = [sys.executable, "-m", "framefleet.cli", "flower", "--port", str(port)]
+    cmd = cli("flower", "--port", str(port))
     flower = LoggedProcess("flower", cmd, Fleet(settings, tmp_path).env(), tmp_path / "flower.log")
     try:
         deadline = time.monotonic() + 60

@@ -3,13 +3,12 @@ in a real terminal (tmux), and logs get plain lines."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from browser import artifacts_dir
-from fleet import REPO, Fleet
+from fleet import REPO, Fleet, cli
 from rich.console import Console
 from terminal import Terminal
 from test_e2e import run_cli, upload
@@ -114,18 +113,9 @@ def test_submit_wait_redraws_in_place_in_an_80_column_terminal(
     src.write_bytes("clips/parking.mp4", SHORT_CLIP.read_bytes())  # 3.3 s: 4 segments of 1 s
     terminal = Terminal(tmp_path, width=80, height=24)
     try:
-        argv = [
-            sys.executable,
-            "-m",
-            "framefleet.cli",
-            "submit",
-            src.uri,
-            "--out",
-            str(tmp_path / "out"),
-            "--wait",
-            "--segment-seconds",
-            "1",
-        ]
+        argv = cli(
+            "submit", src.uri, "--out", str(tmp_path / "out"), "--wait", "--segment-seconds", "1"
+        )
         terminal.run(argv, fleet.env(), cwd=REPO)
         fleet.start("w1")  # the display redraws at 0/6 while the worker starts, then advances
         assert terminal.wait(timeout_s=180) == 1  # one item failed

@@ -4,9 +4,9 @@ that is the fastest row it measured, and a settings file that Settings accepts."
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
+from fleet import cli
 from helpers import IMAGES_DIR, MODEL_DIR
 
 from framefleet.core.settings import Settings
@@ -14,7 +14,7 @@ from framefleet.core.settings import Settings
 
 def test_tune_measures_both_engines_and_writes_the_fastest(tmp_path: Path) -> None:
     written = tmp_path / "tuned.env"
-    cmd = [sys.executable, "-m", "framefleet.cli", "--model-dir", str(MODEL_DIR), "tune"]
+    cmd = cli("--model-dir", str(MODEL_DIR), "tune")
     cmd += ["--model", "fastestdet", str(IMAGES_DIR), "--sample", "8", "--budget", "20"]
     done = subprocess.run(
         [*cmd, "--write", str(written)], capture_output=True, text=True, timeout=240, check=False

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+from fleet import cli
 from helpers import IMAGES_DIR, MODEL_DIR
 
 from framefleet.core.registry import load_registry
@@ -32,7 +32,7 @@ postprocess = {{ score_threshold = 0.4, nms_threshold = 0.45 }}
 
 
 def verify(*args: str, model_dir: Path = MODEL_DIR, models_file: Path | None = None):
-    cmd = [sys.executable, "-m", "framefleet.cli", "--model-dir", str(model_dir)]
+    cmd = cli("--model-dir", str(model_dir))
     if models_file is not None:
         cmd += ["--models-file", str(models_file)]
     return subprocess.run(
