@@ -10,11 +10,11 @@ renewed by a thread every ``ttl / 3`` seconds. The beat is also the job's produc
 taken only when free, already this process's, or left by a dead process of this host
 (`ProducerBeat.take`), and renewed only while it is still this process's, so two producers of one
 following job never list it at once (the second stands by; a lapsed one learns it lost the beat).
-A job in ``listing`` whose beat has expired, or
-whose beat names a process of this host that no longer runs, has lost its producer: it is an
-orphan. Submitting the same input to the same output with the same model again (what a user does
-after a killed submit) cancels such orphans with a reason naming the new job (`close_orphans`);
-`framefleet jobs` shows them as ``listing (producer gone)`` until then.
+A job in ``listing`` whose beat has expired, or whose beat names a process of this host that no
+longer runs, has lost its producer: it is an orphan. Submitting the same input to the same
+output with the same model again (what a user does after a killed submit) cancels such orphans
+with a reason naming the new job (`close_orphans`); `framefleet jobs` shows them as
+``listing (producer gone)`` until then.
 """
 
 from __future__ import annotations
