@@ -334,8 +334,9 @@ def _follow(
                 break
         on_tick(Tick(number, listed, checked, enqueued, deferred, full))
         # A deferred rewrite is admitted once its earlier run has an outcome, whatever its ctime:
-        # while any wait, every tick checks every object.
-        since = None if deferred else listing_at - CHANGE_SLACK_S
+        # while any wait, every local tick checks every file (S3 keeps its cursor: such a key
+        # waits for the next full listing, as it did before).
+        since = None if deferred and not by_cursor else listing_at - CHANGE_SLACK_S
         if not reason and options.until is not None and time.time() >= options.until:
             reason = "--until reached"  # after a last listing: what landed until then runs
         if reason:
