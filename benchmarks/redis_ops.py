@@ -14,7 +14,7 @@ Then: processes one Redis feeds = Redis ops/s / (ops/image x images/s per proces
 
 Usage::
 
-    .venv/bin/python benchmarks/redis_ops.py --images 200 --batch-size 8
+    .venv/bin/python -m benchmarks.redis_ops --images 200 --batch-size 8
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ Measured in one run, on the same machine, video and model:
 
 Usage::
 
-    .venv/bin/python benchmarks/video.py
-    .venv/bin/python benchmarks/video.py --video intel_bottle-detection.mp4 --segment-seconds 5
+    .venv/bin/python -m benchmarks.video
+    .venv/bin/python -m benchmarks.video --video intel_bottle-detection.mp4 --segment-seconds 5
 """
 
 from __future__ import annotations
