@@ -15,13 +15,13 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmarks.procstats import cpu_seconds, group_pids, peak_rss_mb
-from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import report_key
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from framefleet.queue import create_app
 from framefleet.report import REPORT_PAGE
 from framefleet.services.processes import LoggedProcess, start_worker
+from framefleet.state.jobs import JobStore
 from producer.progress import watch
 from producer.submit import submit
 

@@ -27,12 +27,12 @@ from pathlib import Path
 
 from benchmarks.procstats import rss_mb
 from benchmarks.shared import model_dir, shared_data
-from framefleet.core.followstate import FollowStore
-from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 from framefleet.services.processes import FRAMEFLEET, LoggedProcess, start_worker
 from framefleet.services.redis import RedisServer
+from framefleet.state.follow import FollowStore
+from framefleet.state.jobs import JobStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from framefleet.core.documents import ImageDocument, ModelInfo
-from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import annotated_key, result_key
 from framefleet.core.results import Detections
 from framefleet.report import build_report
 from framefleet.report.data import GALLERY
 from framefleet.samples import shared_dir
 from framefleet.services.redis import RedisServer
+from framefleet.state.jobs import JobStore
 
 CLASSES = ["person", "car", "bicycle", "dog", "cat", "bus", "truck", "bird", "chair", "bottle"]
 

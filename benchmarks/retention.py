@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from framefleet.core.jobstate import JobStore
 from framefleet.services.redis import RedisServer
+from framefleet.state.jobs import JobStore
 
 BATCH = 8
 

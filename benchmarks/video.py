@@ -28,7 +28,6 @@ from pathlib import Path
 import cv2
 
 from benchmarks.shared import model_dir, shared_data
-from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.inference.loaded import load_model
 from framefleet.inference.video.encode import H264Writer
@@ -38,6 +37,7 @@ from framefleet.inference.video.tracking import ByteTracker
 from framefleet.queue import create_app
 from framefleet.services.processes import start_worker
 from framefleet.services.redis import RedisServer
+from framefleet.state.jobs import JobStore
 from producer.submit import submit
 
 

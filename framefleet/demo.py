@@ -15,7 +15,6 @@ from pathlib import Path
 
 import click
 
-from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import report_key
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
@@ -25,6 +24,7 @@ from framefleet.services.ports import free_port
 from framefleet.services.processes import FRAMEFLEET, LoggedProcess, start_worker
 from framefleet.services.redis import RedisServer
 from framefleet.services.seaweed import SeaweedServer
+from framefleet.state.jobs import JobStore
 
 BUCKET = "framefleet-demo"
 

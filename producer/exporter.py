@@ -23,8 +23,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from framefleet.core.jobstate import JobStore
 from framefleet.queue import queue_name
+from framefleet.state.jobs import JobStore
 
 PRIORITY_SEPARATOR = "\x06\x16"
 """Kombu's Redis transport keeps priority levels 3, 6 and 9 of a queue in lists named
@@ -52,11 +52,8 @@ class FleetCollector(Collector):
 
     def queue_lengths(self) -> dict[str, int]:
         """Messages waiting per model (one pipelined round trip)."""
-        pipe = self.jobs.client.pipeline(transaction=False)
-        for model in self.models:
-            for key in queue_keys(model):
-                pipe.llen(key)
-        lengths = iter(self.jobs._call(pipe.execute))
+        keys = [key for model in self.models for key in queue_keys(model)]
+        lengths = iter(self.jobs.broker_lengths(keys))
         return {model: sum(next(lengths) for _ in range(4)) for model in self.models}
 
     def collect(self) -> Iterator[Metric]:
@@ -70,7 +67,7 @@ class FleetCollector(Collector):
             "framefleet_unacked_messages",
             "Messages delivered to a worker and not yet acknowledged (all queues).",
         )
-        unacked.add_metric([], self.jobs._call(self.jobs.client.hlen, UNACKED_KEY))
+        unacked.add_metric([], self.jobs.broker_hash_size(UNACKED_KEY))
         yield unacked
         yield from self._jobs()
 

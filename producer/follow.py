@@ -14,7 +14,7 @@ walk) go to the admission script, so an unchanged folder costs Redis nothing; ev
 `FULL_RELIST_EVERY`-th tick, a producer's first, and each while a rewrite waits for its earlier
 run, checks every file.
 
-Producers: one lists a job at a time, holding its beat (`framefleet.core.listing.ProducerBeat`).
+Producers: one lists a job at a time, holding its beat (`framefleet.state.beats.ProducerBeat`).
 A second producer started on the same input, output and model finds the same job (the find or
 open is locked) and stands by; it takes over when the first stops, at once if that one died on
 this machine, else once its beat lapses. So a second copy of the command is a hot standby, never
@@ -35,20 +35,20 @@ from dataclasses import dataclass
 
 from celery import Celery
 
-from framefleet.core import defaults
 from framefleet.core.errors import ConfigError
-from framefleet.core.followstate import FollowStore, identity
 from framefleet.core.inputs import check_output, classify, input_keys, open_input
 from framefleet.core.jobrecord import JobRecord
-from framefleet.core.jobstate import JobStore
-from framefleet.core.listing import PRODUCER_TTL_S, ProducerBeat
+from framefleet.core.jobspec import JobSpec
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, StorageObject, open_storage
 from framefleet.core.storage.base import uri_scheme
 from framefleet.queue import send_jobs
 from framefleet.report import write_reports
-from producer.submit import check_model, chunks, job_params, messages
+from framefleet.state.beats import PRODUCER_TTL_S, ProducerBeat
+from framefleet.state.follow import FollowStore, identity
+from framefleet.state.jobs import JobStore
+from producer.submit import check_model, chunks
 
 log = logging.getLogger(__name__)
 
@@ -117,50 +117,28 @@ class Follower:
     """Sends the follow admissions of one job as messages (the producer, and a cancel that has
     to send what a killed producer counted but did not send)."""
 
-    def __init__(
-        self,
-        app: Celery,
-        jobs: JobStore,
-        job_id: str,
-        src: Storage,
-        dst: Storage,
-        model: str,
-        params: dict[str, object],
-    ) -> None:
+    def __init__(self, app: Celery, jobs: JobStore, job_id: str, spec: JobSpec) -> None:
         self.app = app
         self.jobs = jobs
         self.follow = FollowStore(jobs)
         self.job_id = job_id
-        self.src, self.dst, self.model = src, dst, model
-        self.batch_size = int(str(params.get("batch_size", defaults.BATCH_SIZE)))
-        self.segment_seconds = float(str(params.get("segment_seconds", defaults.SEGMENT_SECONDS)))
-        raw_sampling = params.get("sampling")
-        self.sampling = Sampling(**raw_sampling) if isinstance(raw_sampling, dict) else Sampling()
-        self.engine = str(params.get("engine", ""))
+        self.spec = spec
 
     @classmethod
     def of_job(cls, app: Celery, jobs: JobStore, record: JobRecord) -> Follower:
-        """The follower of an existing job, from its record."""
-        src, dst = open_storage(record.input_uri), open_storage(record.output_uri)
-        return cls(app, jobs, record.job_id, src, dst, record.model, record.params)
+        """The follower of an existing job, from its record.
+
+        Raises:
+            JobDecodeError: the job's stored spec is not one this version reads.
+        """
+        return cls(app, jobs, record.job_id, JobSpec.of_record(record))
 
     def send(self, keys: Sequence[str]) -> None:
         """Send ``keys`` (already counted into the job) and note them sent."""
         if not keys:
             return
         first = self.follow.next_batches(self.job_id, len(keys))
-        batch = messages(
-            self.job_id,
-            self.src,
-            self.dst,
-            self.model,
-            self.batch_size,
-            keys,
-            self.engine,
-            self.segment_seconds,
-            self.sampling,
-            first_no=first,
-        )
+        batch = self.spec.messages(self.job_id, keys, first_no=first)
         send_jobs(self.app, [message for message, _ in batch])
         self.follow.sent(self.job_id, keys)
 
@@ -246,9 +224,17 @@ def follow(
         job_id = store.find(ident)
         resumed = job_id is not None
         if job_id is None:
-            params = job_params(settings, engine, force, sampling or Sampling())
-            params["follow"] = True
-            job_id = jobs.create(src.uri, dst.uri, model, params=params)
+            spec = JobSpec.from_settings(
+                settings,
+                src.uri,
+                dst.uri,
+                model,
+                engine=engine,
+                sampling=sampling,
+                force=force,
+                follow=True,
+            )
+            job_id = jobs.create(spec.input_uri, spec.output_uri, spec.model, params=spec.encode())
             store.open(job_id, ident, options.interval_s, options.until, options.max_items)
     follower = Follower.of_job(app, jobs, jobs.get(job_id))
     on_created(job_id, resumed)

@@ -19,9 +19,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from framefleet.core.followstate import FollowInfo
 from framefleet.core.jobrecord import JobRecord, JobStatus, VideoProgress
-from framefleet.core.jobstate import JobStore
+from framefleet.state.follow import FollowInfo
+from framefleet.state.jobs import JobStore
 
 MAX_VIDEO_ROWS = 5
 """Videos shown one per row in the live display; the rest are counted in one line."""

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from celery import Celery
 
-from framefleet.core.control import JobControl
 from framefleet.core.errors import ConfigError
 from framefleet.core.jobrecord import JobStatus
-from framefleet.core.jobstate import JobStore
+from framefleet.core.jobspec import JobSpec
 from framefleet.core.settings import Settings
-from framefleet.core.storage import open_storage
 from framefleet.queue import send_job
-from producer.submit import messages
+from framefleet.state.control import JobControl
+from framefleet.state.jobs import JobStore
 
 
 def retry_failed(settings: Settings, app: Celery, jobs: JobStore, job_id: str) -> list[str]:
@@ -28,6 +27,7 @@ def retry_failed(settings: Settings, app: Celery, jobs: JobStore, job_id: str) -
         ConfigError: the job was cancelled or stopped early: its unlisted or dropped items have
             no record to retry from; submit it again (complete outputs are skipped).
         JobItemsExpired: its failures expired from Redis (FRAMEFLEET_JOB_TTL_DAYS after it ended).
+        JobDecodeError: the job's stored spec is not one this version reads.
         BrokerError: Redis is unreachable.
     """
     record = jobs.get(job_id)
@@ -38,13 +38,13 @@ def retry_failed(settings: Settings, app: Celery, jobs: JobStore, job_id: str) -
             + "; its unprocessed items have no outcome to retry. Submit the same input to the "
             "same output again: items whose outputs are complete are skipped"
         )
+    spec = JobSpec.of_record(record)  # before reopening: a spec it cannot read changes nothing
     jobs.require_items(job_id)
     items = JobControl(jobs).reopen(job_id)
     if not items:
         return []
-    src, dst = open_storage(record.input_uri), open_storage(record.output_uri)
-    batch_size = int(record.params.get("batch_size") or settings.batch_size)
-    engine = str(record.params.get("engine") or "")
-    for message, _ in messages(job_id, src, dst, record.model, batch_size, items, engine):
+    # As submitted: a video comes back with its segment length and sampling, images with
+    # their batch size and engine (jobs from before the spec had a version: their defaults).
+    for message, _ in spec.messages(job_id, items):
         send_job(app, message)
     return items

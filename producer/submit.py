@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from celery import Celery
 
@@ -19,16 +19,17 @@ from framefleet.core import defaults
 from framefleet.core.errors import ConfigError, JobFinished, PipelineError
 from framefleet.core.inputs import check_output, classify, first_media, input_listing, open_input
 from framefleet.core.jobrecord import JobStatus
-from framefleet.core.jobstate import JobStore
-from framefleet.core.listing import ProducerBeat, close_orphans
-from framefleet.core.messages import ImageBatch, Message, VideoPlan
+from framefleet.core.jobspec import JobSpec
 from framefleet.core.outputs import holds_nothing
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
-from framefleet.core.storage import Storage, open_storage
-from framefleet.core.summary import stop_job
+from framefleet.core.storage import open_storage
 from framefleet.queue import send_jobs
 from framefleet.report import write_page, write_reports
+from framefleet.report.summary import stop_job
+from framefleet.state.beats import ProducerBeat
+from framefleet.state.jobs import JobStore
+from producer.orphans import close_orphans
 
 log = logging.getLogger(__name__)
 
@@ -52,57 +53,6 @@ class Plan:
 
     key: str
     kind: str  # "image" | "video" | "skip"
-
-
-def messages(
-    job_id: str,
-    src: Storage,
-    dst: Storage,
-    model: str,
-    batch_size: int,
-    keys: Iterable[str],
-    engine: str = "",
-    segment_seconds: float = defaults.SEGMENT_SECONDS,
-    sampling: Sampling | None = None,
-    first_no: int = 0,
-) -> Iterator[tuple[Message, int]]:
-    """(message, item count) for ``keys``: images in batches of ``batch_size``, one plan per
-    video (a worker probes it and splits it into segments of ``segment_seconds``, inferring the
-    frames ``sampling`` picks); ``engine`` is the job's own engine choice (empty: the worker's).
-    Image batches are numbered from ``first_no``."""
-    sampling = sampling or Sampling()
-    batch: list[str] = []
-    n = first_no
-
-    def flush() -> tuple[Message, int]:
-        nonlocal n
-        job = ImageBatch(job_id, n, src.uri, dst.uri, model, tuple(batch), engine=engine)
-        n += 1
-        batch.clear()
-        return job, len(job.items)
-
-    for key in keys:
-        kind = classify(key)
-        if kind == "image":
-            batch.append(key)
-            if len(batch) >= batch_size:
-                yield flush()
-        elif kind == "video":
-            plan = VideoPlan(
-                job_id=job_id,
-                input_uri=src.uri,
-                output_uri=dst.uri,
-                model=model,
-                item=key,
-                segment_seconds=segment_seconds,
-                every=sampling.every,
-                sample_fps=sampling.fps,
-                skip_static=sampling.skip_static,
-                engine=engine,
-            )
-            yield plan, 1
-    if batch:
-        yield flush()
 
 
 @dataclass(frozen=True)
@@ -153,23 +103,6 @@ def check_model(settings: Settings, model: str, engine: str) -> None:
     settings.registry().get(model)
     if engine and engine not in defaults.ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(defaults.ENGINES)}")
-
-
-def job_params(settings: Settings, engine: str, force: bool, sampling: Sampling) -> dict[str, Any]:
-    """The job's parameters, as its record keeps them and the workers read them."""
-    params: dict[str, Any] = {
-        "batch_size": settings.batch_size,
-        "segment_seconds": settings.segment_seconds,
-        "sampling": sampling.to_json(),
-    }
-    if engine:
-        params["engine"] = engine
-    if force:
-        params["force"] = True
-    if settings.max_failure_rate < 1:  # read by the workers' budget check (core.control)
-        params["max_failure_rate"] = settings.max_failure_rate
-        params["min_failure_sample"] = settings.min_failure_sample
-    return params
 
 
 def submit(
@@ -225,22 +158,23 @@ def submit(
             else:
                 yield obj.key
 
+    spec = JobSpec.from_settings(
+        settings, src.uri, dst.uri, model, engine=engine, sampling=sampling, force=force
+    )
     if dry_run:
         items = sent = 0
-        for _, count in messages("dry-run", src, dst, model, settings.batch_size, keys()):
+        for _, count in spec.messages("dry-run", keys()):
             items += count
             sent += 1
         return Submission(job_id=None, items=items, skipped=skipped, messages=sent)
 
     jobs = JobStore.from_url(settings.redis_url, item_ttl_s=settings.job_ttl_s)
     jobs.reconnect_s = settings.redis_wait_s  # fail fast at first, then ride out a restart
-    sampling = sampling or Sampling()
-    params = job_params(settings, engine, force, sampling)
     if not force and holds_nothing(dst):
         # Nothing to resume from: workers skip the per-item look for complete outputs (a HEAD
         # per image on S3, most of a worker's main-thread time beside the forward).
-        params["fresh_output"] = True
-    job_id = jobs.create(src.uri, dst.uri, model, params=params)
+        spec = replace(spec, fresh_output=True)
+    job_id = jobs.create(spec.input_uri, spec.output_uri, spec.model, params=spec.encode())
     with ProducerBeat(jobs, job_id):  # while it lists; a resubmission closes it if it dies
         on_created(job_id)
         try:
@@ -249,17 +183,7 @@ def submit(
             log.warning("earlier jobs of this input were not checked for orphans: %s", exc)
         items = sent = 0
         ended_early = False
-        listed = messages(
-            job_id,
-            src,
-            dst,
-            model,
-            settings.batch_size,
-            keys(),
-            engine,
-            settings.segment_seconds,
-            sampling,
-        )
+        listed = spec.messages(job_id, keys())
         try:
             for chunk in chunks(listed, SEND_CHUNK):
                 count = sum(n for _, n in chunk)

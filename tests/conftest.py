@@ -18,9 +18,9 @@ from fleet import Fleet
 from helpers import MEDIA_DIR, MODEL_DIR, missing_tool
 from seaweed import s3_server  # noqa: F401  (session fixture: a real SeaweedFS S3 server)
 
-from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.services.redis import INSTALL_HINT, RedisServer
+from framefleet.state.jobs import JobStore
 
 
 @pytest.fixture(autouse=True)

@@ -15,11 +15,11 @@ import numpy as np
 
 from benchmarks.procstats import child_pids
 from framefleet.core.jobrecord import JobRecord
-from framefleet.core.jobstate import JobStore
-from framefleet.core.leases import LeaseStore
 from framefleet.core.outputs import annotated_key, is_report_key, result_key
 from framefleet.core.storage import Storage
 from framefleet.services.processes import LoggedProcess
+from framefleet.state.jobs import JobStore
+from framefleet.state.leases import LeaseStore
 
 
 @dataclass(frozen=True)

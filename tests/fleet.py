@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from framefleet.core.jobrecord import JobRecord
-from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage
 from framefleet.services.processes import LoggedProcess, start_worker
+from framefleet.state.jobs import JobStore
 
 REPO = Path(__file__).resolve().parents[1]
 

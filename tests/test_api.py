@@ -16,12 +16,12 @@ from helpers import IMAGES_DIR, MODEL_DIR, read_image
 
 from framefleet.core.documents import ImageDocument, read_document
 from framefleet.core.errors import DocumentError, ImageDecodeError, UnknownModelError
-from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import annotated_key, report_key, result_key
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from framefleet.inference import analyse_image, load_model
 from framefleet.queue import create_app
+from framefleet.state.jobs import JobStore
 from producer.submit import submit
 
 VOLATILE = ("timings_ms", "worker", "created_at")

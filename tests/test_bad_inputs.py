@@ -19,7 +19,6 @@ from kombu import Connection
 from test_e2e import run_cli
 
 from framefleet.core.jobrecord import JobRecord
-from framefleet.core.jobstate import JobStore
 from framefleet.core.messages import ImageBatch
 from framefleet.core.modelstore import ModelStore
 from framefleet.core.outputs import annotated_key, frames_key, result_key
@@ -29,6 +28,7 @@ from framefleet.core.storage import LocalStorage, open_storage
 from framefleet.inference.imageio import decode_image
 from framefleet.inference.models import load_adapter
 from framefleet.queue import TASK_IMAGE_BATCH, create_app, queue_name
+from framefleet.state.jobs import JobStore
 from producer.submit import submit
 
 pytestmark = pytest.mark.integration

@@ -16,11 +16,11 @@ from test_e2e import upload
 
 from benchmarks.procstats import child_pids
 from framefleet.core.errors import ConfigError
-from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from framefleet.queue import create_app
 from framefleet.services.processes import start_worker
+from framefleet.state.jobs import JobStore
 from producer.submit import submit
 from workers import cores
 

@@ -13,7 +13,6 @@ from fleet import Fleet, run_cli, wait_for_job, wait_for_object
 from helpers import MODEL_DIR
 
 from framefleet.core.jobrecord import JobStatus
-from framefleet.core.jobstate import JobStore
 from framefleet.core.modelstore import ModelStore
 from framefleet.core.outputs import annotated_key, report_key, result_key
 from framefleet.core.results import Detections
@@ -22,6 +21,7 @@ from framefleet.core.storage import Storage, open_storage
 from framefleet.inference.imageio import decode_image
 from framefleet.inference.models import load_adapter
 from framefleet.queue import create_app
+from framefleet.state.jobs import JobStore
 from producer.submit import submit
 
 pytestmark = pytest.mark.integration

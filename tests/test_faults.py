@@ -25,15 +25,15 @@ from fleet import Fleet, wait_for_job
 from test_video import WALK, assert_each_sampled_frame_once, assert_whole_video, lines, put
 
 from benchmarks.procstats import child_pids
-from framefleet.core import redisconn
 from framefleet.core.jobrecord import JobRecord, JobStatus
-from framefleet.core.jobstate import JobStore
-from framefleet.core.leases import LeaseStore
 from framefleet.core.messages import ImageBatch
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 from framefleet.queue import create_app, send_jobs
+from framefleet.state.connection import Connection
+from framefleet.state.jobs import JobStore
+from framefleet.state.leases import LeaseStore
 from producer.submit import submit
 
 pytestmark = pytest.mark.integration
@@ -125,7 +125,7 @@ def run_child_kills(settings: Settings, fleet: Fleet, tmp_path: Path, images: li
     fleet.settings = settings
     worker = fleet.start("kids", "--concurrency", "2")
     job = OpenJob(settings, tmp_path, images)
-    leases = LeaseStore(redisconn.connect(settings.redis_url))
+    leases = LeaseStore(Connection.from_url(settings.redis_url))
     last = kill_busy_children(leases, worker.pid, kills, job)
     record = job.close()
     assert (record.status, record.failed) == (JobStatus.DONE, 0), record
@@ -160,7 +160,7 @@ def test_whole_worker_node_killed(
     node_a = fleet.start("a")
     done = submit(settings, create_app(settings), src.uri, str(tmp_path / "out"), "yolox-nano")
     job_id = done.job_id or ""
-    leases = LeaseStore(redisconn.connect(settings.redis_url))
+    leases = LeaseStore(Connection.from_url(settings.redis_url))
     freeze_node_holding(leases, node_a, lambda item: True)
     node_b = fleet.start("b")
     node_a.kill()  # SIGKILL to the whole process group
@@ -187,7 +187,7 @@ def test_whole_node_killed_while_it_holds_a_video_segment(
     node_a = fleet.start("a")
     done = submit(settings, create_app(settings), src.uri, str(tmp_path / "out"), "yolox-nano")
     job_id = done.job_id or ""
-    leases = LeaseStore(redisconn.connect(settings.redis_url))
+    leases = LeaseStore(Connection.from_url(settings.redis_url))
     segment = freeze_node_holding(leases, node_a, lambda item: item.startswith(f"{key}#"))
     node_b = fleet.start("b")
     node_a.kill()
@@ -218,7 +218,7 @@ def test_poison_item_that_kills_its_process(
     worker = fleet.start("p", "--concurrency", "2")
     done = submit(settings, create_app(settings), src.uri, str(tmp_path / "out"), "yolox-nano")
     job_id = done.job_id or ""
-    leases = LeaseStore(redisconn.connect(settings.redis_url))
+    leases = LeaseStore(Connection.from_url(settings.redis_url))
     killed: set[int] = set()  # a killed process lingers as a zombie until Celery reaps it
     last = time.time()
     deadline = time.monotonic() + 180
@@ -256,7 +256,7 @@ def test_poison_segment_that_kills_its_process(
     worker = fleet.start("p", "--concurrency", "2")
     done = submit(settings, create_app(settings), src.uri, str(tmp_path / "out"), "yolox-nano")
     job_id = done.job_id or ""
-    leases = LeaseStore(redisconn.connect(settings.redis_url))
+    leases = LeaseStore(Connection.from_url(settings.redis_url))
     killed: set[int] = set()
     last = time.time()
     deadline = time.monotonic() + 180

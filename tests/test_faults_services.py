@@ -15,13 +15,13 @@ from test_faults import LEASE_TTL_S, make_input
 
 from framefleet.core.errors import StorageError
 from framefleet.core.jobrecord import JobStatus
-from framefleet.core.jobstate import JobStore
-from framefleet.core.leases import LeaseStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from framefleet.core.storage.s3 import S3Storage
 from framefleet.services.redis import RedisServer
 from framefleet.services.seaweed import SeaweedServer
+from framefleet.state.jobs import JobStore
+from framefleet.state.leases import LeaseStore
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ def test_redis_restarted_mid_job(
         wait_progress(store, job_id, 2)
         # Frozen while it holds a lease, the worker cannot finish the job before the outage; it
         # is thawed into the outage, so it rides it out like the CLIs.
-        freeze_node_holding(LeaseStore(store.client), worker, lambda item: True)
+        freeze_node_holding(LeaseStore(store.conn), worker, lambda item: True)
         server.stop()
         fault_at = time.time()
         thaw(worker)
@@ -141,7 +141,7 @@ class S3Job:
     def outage(self) -> float:
         """Stop the S3 server mid-job (the worker frozen meanwhile); the wall time it stopped."""
         wait_progress(self.store, self.job_id, 2)
-        freeze_node_holding(LeaseStore(self.store.client), self.worker, lambda item: True)
+        freeze_node_holding(LeaseStore(self.store.conn), self.worker, lambda item: True)
         self.server.stop()
         stopped_at = time.time()
         thaw(self.worker)
@@ -209,7 +209,7 @@ def test_node_killed_while_it_holds_a_delayed_retry(
         server.stop()  # before any worker runs: the first attempt fails transiently
         node_a = fleet.start("a")
         store = JobStore.from_url(settings.redis_url)
-        leases = LeaseStore(store.client)
+        leases = LeaseStore(store.conn)
         deadline = time.monotonic() + 120
         # The lease is handed to the retry before the retry is published, and node a fetches it
         # a moment later: killed in between, the retry would still be in the queue and node b

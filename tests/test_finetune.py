@@ -15,7 +15,6 @@ from learnsets import media_crops, shapes
 from test_e2e import run_cli
 
 from framefleet.core.errors import ExportCheckError
-from framefleet.core.jobstate import JobStore
 from framefleet.core.modelstore import ModelStore
 from framefleet.core.outputs import result_key
 from framefleet.core.registry import load_registry
@@ -30,6 +29,7 @@ from framefleet.learn.head import Dense, train_head
 from framefleet.learn.parity import cv_dnn_probabilities
 from framefleet.learn.publish import publish
 from framefleet.learn.register import readable
+from framefleet.state.jobs import JobStore
 
 CROPS_PER_CLASS = 16
 

@@ -14,8 +14,8 @@ import pytest
 from fleet import REPO, Fleet, cli, run_cli
 from helpers import IMAGES_DIR
 
-from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
+from framefleet.state.jobs import JobStore
 
 pytestmark = pytest.mark.integration
 

@@ -15,12 +15,12 @@ from browser import screenshot
 from fleet import Fleet, cli, wait_for_job
 from test_e2e import upload
 
-from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from framefleet.queue import create_app
 from framefleet.services.ports import free_port
 from framefleet.services.processes import LoggedProcess
+from framefleet.state.jobs import JobStore
 from producer.submit import submit
 
 pytestmark = pytest.mark.integration

@@ -26,14 +26,14 @@ from test_video import (
     put,
 )
 
-from framefleet.core.followstate import FollowStore
 from framefleet.core.jobrecord import JobRecord, JobStatus
-from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import report_key, result_key
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 from framefleet.queue import create_app
+from framefleet.state.follow import FollowStore
+from framefleet.state.jobs import JobStore
 from producer import follow as follow_module
 from producer.follow import FollowOptions, Tick
 

@@ -8,7 +8,7 @@ import pytest
 
 from framefleet.core.errors import BrokerError, JobNotFound
 from framefleet.core.jobrecord import JobStatus
-from framefleet.core.jobstate import JobStore
+from framefleet.state.jobs import JobStore
 
 
 def new_job(store: JobStore, items: int) -> str:

@@ -15,8 +15,9 @@ import pytest
 
 from framefleet.core.errors import ProducerBusy
 from framefleet.core.jobrecord import JobStatus
-from framefleet.core.jobstate import JobStore
-from framefleet.core.listing import ProducerBeat, close_orphans, producer_gone
+from framefleet.state.beats import ProducerBeat, producer_gone
+from framefleet.state.jobs import JobStore
+from producer.orphans import close_orphans
 
 
 def test_a_live_producer_keeps_its_job_and_a_gone_one_loses_it(
@@ -51,7 +52,7 @@ def dead_pid() -> int:
 
 def test_the_beat_is_a_lease_one_producer_holds_at_a_time(job_store: JobStore) -> None:
     job_id = job_store.create("file:///in/", "file:///out/", "yolox-nano")
-    key = f"{job_store.keys(job_id)[0]}:producer"
+    key = job_store.keys.job_part(job_id, "producer")
     with ProducerBeat(job_store, job_id) as first:
         second = ProducerBeat(job_store, job_id)
         second.holder = f"{socket.gethostname()}:{os.getppid()}"  # as another live producer
@@ -72,7 +73,7 @@ def test_a_producer_whose_beat_was_taken_learns_it_and_leaves_the_new_holder_alo
     job_store: JobStore,
 ) -> None:
     job_id = job_store.create("file:///in/", "file:///out/", "yolox-nano")
-    key = f"{job_store.keys(job_id)[0]}:producer"
+    key = job_store.keys.job_part(job_id, "producer")
     with ProducerBeat(job_store, job_id, ttl_s=0.3) as beat:
         assert not beat.lost.is_set()
         job_store.client.set(key, "elsewhere:1", px=30_000)  # its beat lapsed; another took it

@@ -12,11 +12,11 @@ from fleet import Fleet, wait_for_job
 from prometheus_client.parser import text_string_to_metric_families
 from test_e2e import run_cli, upload
 
-from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from framefleet.queue import create_app
 from framefleet.services.ports import free_port
+from framefleet.state.jobs import JobStore
 from producer.submit import submit
 
 pytestmark = pytest.mark.integration

@@ -16,13 +16,13 @@ import pytest
 from fleet import REPO, Fleet, cli, wait_for_job
 from helpers import MEDIA_DIR
 
-from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import annotated_key, result_key
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from framefleet.queue import create_app
 from framefleet.services.ports import free_port
 from framefleet.services.processes import WORKER_READY, LoggedProcess
+from framefleet.state.jobs import JobStore
 from producer.submit import submit
 
 pytestmark = pytest.mark.integration

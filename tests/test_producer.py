@@ -12,13 +12,13 @@ import pytest
 import redis
 
 from framefleet.core.inputs import classify, input_keys
+from framefleet.core.jobspec import JobSpec
 from framefleet.core.messages import ImageBatch, VideoPlan
 from framefleet.core.outputs import holds_nothing
 from framefleet.core.settings import Settings
 from framefleet.core.storage import LocalStorage, MemoryStorage
 from framefleet.queue import create_app, queue_name, send_jobs
 from framefleet.services.redis import RedisServer
-from producer.submit import messages
 
 
 @pytest.mark.parametrize(
@@ -38,7 +38,8 @@ def test_classify(key: str, kind: str) -> None:
 def test_images_batch_and_videos_go_alone() -> None:
     src, dst = MemoryStorage("mem://p-in/"), MemoryStorage("mem://p-out/")
     keys = ["1.jpg", "2.jpg", "v.mp4", "3.jpg", "4.png", "5.jpg", "x.txt"]
-    planned = list(messages("j", src, dst, "yolox-nano", 2, keys))
+    spec = JobSpec(input_uri=src.uri, output_uri=dst.uri, model="yolox-nano", batch_size=2)
+    planned = list(spec.messages("j", keys))
     assert [(type(m).__name__, m.items, n) for m, n in planned] == [
         ("ImageBatch", ("1.jpg", "2.jpg"), 2),
         ("VideoPlan", ("v.mp4",), 1),
@@ -94,7 +95,8 @@ def test_send_jobs_publishes_in_one_batch_and_rides_out_a_redis_restart(tmp_path
         app = create_app(settings)
         src, dst = MemoryStorage("mem://send-in/"), MemoryStorage("mem://send-out/")
         keys = [f"{i}.jpg" for i in range(10)]
-        jobs = [m for m, _ in messages("j", src, dst, "yolox-nano", 2, keys)]
+        spec = JobSpec(input_uri=src.uri, output_uri=dst.uri, model="yolox-nano", batch_size=2)
+        jobs = [m for m, _ in spec.messages("j", keys)]
         client = redis.Redis.from_url(server.url)
         send_jobs(app, jobs)
         queue = queue_name("yolox-nano")

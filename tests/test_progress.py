@@ -15,9 +15,9 @@ from test_e2e import run_cli, upload
 from test_operations import SHORT_CLIP
 
 from framefleet.core.jobrecord import JobRecord, JobStatus, VideoProgress
-from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
+from framefleet.state.jobs import JobStore
 from producer.progress import eta_s, plain_line, render
 
 NOW = 1_800_000_000.0

@@ -15,11 +15,11 @@ from test_e2e import run_cli, upload
 from test_operations import SHORT_CLIP
 
 from framefleet.core.documents import VideoDocument, read_document
-from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import annotated_key, report_key, result_key
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from framefleet.queue import create_app
+from framefleet.state.jobs import JobStore
 from producer.submit import submit
 
 pytestmark = pytest.mark.integration

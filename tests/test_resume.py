@@ -20,10 +20,10 @@ from fleet import REPO, Fleet, wait_for_job, wait_for_object
 from test_e2e import run_cli
 
 from framefleet.core.jobrecord import JobStatus
-from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import report_key, result_key
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
+from framefleet.state.jobs import JobStore
 
 pytestmark = pytest.mark.integration
 
@@ -166,7 +166,7 @@ def test_resubmit_skips_complete_outputs_and_force_redoes_them(
     second = run_cli(settings, *args)
     assert second.returncode == 0, second.stderr
     record = job_store.get(second.stdout.splitlines()[0].strip())
-    assert "fresh_output" not in record.params  # outputs there: each item is looked for
+    assert record.params["fresh_output"] is False  # outputs there: each item is looked for
     assert (record.done, record.failed) == (5, 0)
     assert record.classes  # skipped items still count their detections
     now = {k: created_at(dst, k) for k in keys}

@@ -15,12 +15,12 @@ import redis
 from fleet import Fleet, wait_for_job
 from test_e2e import upload
 
-from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import result_key
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from framefleet.queue import create_app, queue_name
 from framefleet.services.processes import LoggedProcess
+from framefleet.state.jobs import JobStore
 from producer.submit import submit
 
 pytestmark = pytest.mark.integration

@@ -20,11 +20,11 @@ from helpers import IMAGES_DIR
 from test_e2e import run_cli
 from tlscerts import make_tls_files
 
-from framefleet.core.jobstate import JobStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
 from framefleet.queue import TASK_IMAGE_BATCH, create_app, queue_name
 from framefleet.services.redis import RedisServer
+from framefleet.state.jobs import JobStore
 from producer.submit import submit
 
 pytestmark = pytest.mark.integration

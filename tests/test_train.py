@@ -12,9 +12,9 @@ from learnfix import assert_readable_png, model_dir_with_shared
 from learnsets import digits
 from test_e2e import run_cli
 
-from framefleet.core.jobstate import JobStore
 from framefleet.core.registry import load_registry
 from framefleet.core.settings import Settings
+from framefleet.state.jobs import JobStore
 
 DIGITS_PER_CLASS = 30
 """300 images, 75 held out."""

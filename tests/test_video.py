@@ -20,12 +20,12 @@ from test_e2e import run_cli
 from benchmarks.procstats import child_pids
 from framefleet.core.documents import VideoDocument, read_document
 from framefleet.core.jobrecord import JobStatus
-from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import annotated_key, frames_key, result_key
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 from framefleet.queue import create_app
+from framefleet.state.jobs import JobStore
 from producer.submit import submit
 
 pytestmark = pytest.mark.integration
@@ -226,3 +226,35 @@ def test_segment_killed_midway_is_redone(
     assert as_json["videos"][0]["segments_done"] == as_json["videos"][0]["segments_total"] == 10
     time.sleep(0)  # the worker's new pool process keeps serving
     assert worker.process.poll() is None
+
+
+def test_retry_runs_a_failed_video_as_submitted(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore
+) -> None:
+    """`framefleet retry` sends a failed video with the job's own segment length and sampling
+    (issue 22: it used to send it with the defaults, 10 s segments and every frame)."""
+    src, dst = open_storage(str(tmp_path / "in")), open_storage(str(tmp_path / "out"))
+    key = "walk/late.mp4"
+    src.write_bytes(key, b"still uploading")  # unreadable: the video fails
+    fleet.start("w1")
+    args = ("--out", dst.uri, "--segment-seconds", "2", "--fps", "5", "--batch-size", "3")
+    first = run_cli(settings, "submit", src.uri, *args, "--wait")
+    assert first.returncode == 1, first.stderr
+    job_id = first.stdout.splitlines()[0].strip()
+    record = job_store.get(job_id)
+    assert (record.done, record.failed, record.status) == (0, 1, JobStatus.DONE)
+    put(src, WALK, key)  # the real video, 10 s at 10 fps
+    again = run_cli(settings, "retry", job_id, "--wait")
+    assert again.returncode == 0, again.stderr + again.stdout
+    record = wait_for_job(job_store, job_id)
+    assert (record.done, record.failed, record.status) == (1, 0, JobStatus.DONE)
+    (video,) = record.videos
+    assert (video.segments_done, video.segments_total, video.state) == (5, 5, "merged")  # 2 s
+    sampling = Sampling(fps=5.0)
+    got = lines(dst, key)
+    assert_each_sampled_frame_once(got, 100, sampling, 10.0)
+    assert [line["frame"] for line in got] == list(range(0, 100, 2))  # 5 of its 10 frames a second
+    doc = document(dst, key)
+    assert [s.start_frame for s in doc.segments] == list(range(0, 100, 20))
+    assert doc.sampling == sampling.to_json()
+    assert doc.summary.sampled_frames == 50

@@ -14,14 +14,11 @@ from helpers import MEDIA_DIR, MODEL_DIR
 from framefleet.core.documents import FrameResult, VideoDocument, read_document
 from framefleet.core.errors import ConfigError
 from framefleet.core.jobrecord import JobStatus
-from framefleet.core.jobstate import JobStore
 from framefleet.core.messages import VideoMerge, VideoPlan, VideoSegment
 from framefleet.core.outputs import annotated_key, frames_key, parts_prefix, report_key, result_key
 from framefleet.core.results import Detections
 from framefleet.core.sampling import Sampling
 from framefleet.core.storage import open_storage
-from framefleet.core.summary import write_report
-from framefleet.core.videostate import SegmentOutcome, VideoStore
 from framefleet.inference.loaded import load_model
 from framefleet.inference.video.frames import decode
 from framefleet.inference.video.links import TrackLinker
@@ -29,6 +26,9 @@ from framefleet.inference.video.plan import merge_message, plan_segments
 from framefleet.inference.video.probe import probe
 from framefleet.inference.video.segment import process_segment
 from framefleet.inference.video.whole import process_video
+from framefleet.report.summary import write_report
+from framefleet.state.jobs import JobStore
+from framefleet.state.videos import SegmentOutcome, VideoStore
 
 CLIP = MEDIA_DIR / "video" / "parking_lot_person_bicycle_car_480x270_mp4v.mp4"
 

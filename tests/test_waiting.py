@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from framefleet.core.jobrecord import JobStatus
-from framefleet.core.jobstate import JobStore
+from framefleet.state.jobs import JobStore
 from producer.progress import watch
 
 
@@ -63,7 +63,7 @@ def test_two_waiters_both_wake(job_store: JobStore) -> None:
     woke: list[bool] = []
     waiters = [
         threading.Thread(
-            target=lambda: woke.append(JobStore(job_store.client).wait_for_change(job_id, 10.0))
+            target=lambda: woke.append(JobStore(job_store.conn).wait_for_change(job_id, 10.0))
         )
         for _ in range(2)
     ]

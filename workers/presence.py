@@ -1,4 +1,4 @@
-"""The worker's heartbeat in the live-worker registry (`framefleet.core.presence`): a thread in
+"""The worker's heartbeat in the live-worker registry (`framefleet.state.presence`): a thread in
 the worker's main process, started once Celery consumes its queues, stopped at shutdown."""
 
 from __future__ import annotations
@@ -6,9 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 
-import redis
-
-from framefleet.core.presence import Presence
+from framefleet.core.errors import BrokerError
+from framefleet.state.presence import Presence
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +19,7 @@ class PresenceBeat:
     node drops out of the registry only if beats keep failing for ``ttl_s``.
 
     Example:
-        >>> beat = PresenceBeat(Presence(client), "w1@host", ["framefleet.yunet"])
+        >>> beat = PresenceBeat(Presence(conn), "w1@host", ["framefleet.yunet"])
         >>> beat.start(); ...; beat.stop()
     """
 
@@ -43,7 +42,7 @@ class PresenceBeat:
             self._thread.join(timeout=5)
         try:
             self.presence.leave(self.node)
-        except redis.RedisError as exc:
+        except BrokerError as exc:
             log.warning("could not leave the live-worker registry: %s", exc)
 
     def _run(self) -> None:
@@ -53,5 +52,5 @@ class PresenceBeat:
     def _beat(self) -> None:
         try:
             self.presence.announce(self.node, self.queues)
-        except redis.RedisError as exc:
+        except BrokerError as exc:
             log.warning("heartbeat to the live-worker registry failed: %s", exc)

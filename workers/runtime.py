@@ -10,24 +10,20 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
 
-from framefleet.core import redisconn
-from framefleet.core.control import JobControl
 from framefleet.core.errors import PipelineError
-from framefleet.core.followstate import FollowStore
-from framefleet.core.jobstate import JobStore
-from framefleet.core.leases import Heartbeat, LeaseStore
 from framefleet.core.modelstore import ModelStore
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
 from framefleet.inference.loaded import ModelCache
 from framefleet.inference.pipeline import IoThreads, worker_id
+from framefleet.state.connection import Connection
+from framefleet.state.jobs import JobStore
+from framefleet.state.leases import Heartbeat, LeaseStore
 from workers import cores
-from workers.followlag import FollowLag
 from workers.observers import Observers
 
 log = logging.getLogger(__name__)
@@ -42,13 +38,8 @@ class WorkerRuntime:
     jobs: JobStore
     leases: LeaseStore
     heartbeat: Heartbeat
-    control: JobControl
     observers: Observers = field(default_factory=Observers)
     io: IoThreads = field(default_factory=IoThreads)  # made after the fork, like everything here
-    recorder: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="framefleet-record")
-    )
-    """Records image outcomes in Redis beside the forward (`workers.tasks`), one at a time."""
     _storages: dict[str, Storage] = field(default_factory=dict)
 
     def storage(self, uri: str) -> Storage:
@@ -119,18 +110,15 @@ def init_process(settings: Settings, models: tuple[str, ...]) -> WorkerRuntime:
             registry.get(name)
         except PipelineError as exc:
             log.error("model %s not loaded: %s", name, exc)
-    client = redisconn.connect(settings.redis_url)
-    leases = LeaseStore(client, ttl_s=settings.lease_ttl_s, reconnect_s=settings.redis_wait_s)
-    jobs = JobStore(client, reconnect_s=settings.redis_wait_s)
+    conn = Connection.from_url(settings.redis_url, reconnect_s=settings.redis_wait_s)
+    leases = LeaseStore(conn, ttl_s=settings.lease_ttl_s)
     _runtime = WorkerRuntime(
         settings=settings,
         models=registry,
-        jobs=jobs,
+        jobs=JobStore(conn),
         leases=leases,
         heartbeat=Heartbeat(leases, holder=worker_id()),
-        control=JobControl(jobs),
     )
-    _runtime.observers.add(FollowLag(FollowStore(jobs)))
     if settings.metrics_port:  # `framefleet worker` serves them from the parent (workers.metrics)
         from workers.metrics import PrometheusObserver
 

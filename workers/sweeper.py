@@ -21,10 +21,10 @@ from collections.abc import Callable
 
 from celery import Celery
 
-from framefleet.core import redisconn
 from framefleet.core.errors import BrokerError
-from framefleet.core.leases import LeaseStore
 from framefleet.core.settings import Settings
+from framefleet.state.connection import Connection
+from framefleet.state.leases import LeaseStore
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,9 @@ class Sweeper:
         self.settings = settings
         self.name = f"sweeper:{name}:{os.getpid()}"
         self.on_give_up = on_give_up
-        self.leases = LeaseStore(redisconn.connect(settings.redis_url), ttl_s=settings.lease_ttl_s)
+        self.leases = LeaseStore(
+            Connection.from_url(settings.redis_url), ttl_s=settings.lease_ttl_s
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._down_since: float | None = None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, wait
 from itertools import chain
 from typing import Any, TypeVar
 
@@ -61,7 +60,7 @@ def register(app: Celery) -> None:
 
             # The pipeline reads ahead, so a process that dies leaves several items started.
             # Those run again one at a time, first: a poison item's starts are then its own.
-            suspects = rt.leases.suspects(job.job_id, job.items)
+            suspects = guard.suspects
             rest = tuple(item for item in job.items if item not in suspects)
             singles = (result for item in sorted(suspects) for result in run((item,)))
             with rt.observers.message(job):  # the batch runs lazily, as _settle iterates it
@@ -84,8 +83,8 @@ def _decode(cls: type[J], message: Any) -> J | None:
 def _settle(
     task: Task, job: Message, results: Iterable[ItemResult], guard: Guard
 ) -> dict[str, Any]:
-    """Record final outcomes as they come (through ``guard``, which also feeds the observers);
-    resend transient failures while attempts remain.
+    """Record final outcomes (through ``guard``, which also feeds the observers, in one call per
+    message); resend transient failures while attempts remain.
 
     Returns the item counts (the task's result, shown by Flower).
 
@@ -93,26 +92,21 @@ def _settle(
         Retry: some items failed transiently and are resent (after recording the others).
         ItemsFailed: some items finally failed (after recording every outcome).
     """
-    rt = runtime.current()
+    rt = guard.rt
     retry: list[str] = []
     done = 0
     last_attempt = job.attempt >= rt.settings.max_retries
-    # Outcomes are recorded in the process's recorder thread, in order, so the forward never
-    # waits for Redis; the message ends (acknowledged, lease released) only once all are in.
-    recorded: list[Future[None]] = []
-    try:
-        for result in results:
-            if result.transient and not last_attempt:
-                guard.resend(result.item)
-                retry.append(result.item)
-                rt.observers.on_item(job, result, "retry")
-                continue
-            recorded.append(rt.recorder.submit(guard.record, result))
-            done += result.ok
-    finally:
-        wait(recorded)
-    for future in recorded:
-        future.result()  # a record that failed (Redis gone) raises here, as it would inline
+    for result in results:
+        if result.transient and not last_attempt:
+            guard.resend(result.item)
+            retry.append(result.item)
+            rt.observers.on_item(job, result, "retry")
+            continue
+        guard.record(result)  # waits in the guard; recorded with the others, in one call
+        done += result.ok
+    # The message ends (acknowledged, lease released) only once every outcome is in Redis; a
+    # retry keeps the lease for the retry message.
+    guard.flush(release=not retry)
     failed = guard.failed  # includes poison items failed without running
     counts = {  # counts first: Flower's result column shows the start of this
         "done": done,

@@ -2,7 +2,7 @@
 
 A video's life: the producer sends one ``video_plan``; the plan task probes the container,
 splits it and sends one ``video_segment`` per segment (any worker takes them); each segment
-records its outcome in the video's segment state (`framefleet.core.videostate`), whose script
+records its outcome in the video's segment state (`framefleet.state.videos`), whose script
 decides once that the last segment is in and the plan's stored ``video_merge`` is due, or that
 a failed segment failed the video. The merge publishes the video and records it in the job.
 
@@ -26,7 +26,6 @@ from celery import Celery, Task
 
 from framefleet.core.errors import ItemsFailed
 from framefleet.core.messages import Message, VideoMerge, VideoPlan, VideoSegment
-from framefleet.core.videostate import SegmentOutcome, VideoStore
 from framefleet.inference.pipeline import ItemResult, failure
 from framefleet.inference.video import tracking
 from framefleet.inference.video.fetch import local_video
@@ -35,6 +34,7 @@ from framefleet.inference.video.plan import merge_message, plan_segments
 from framefleet.inference.video.probe import probe
 from framefleet.inference.video.segment import process_segment
 from framefleet.queue import TASK_VIDEO_MERGE, TASK_VIDEO_PLAN, TASK_VIDEO_SEGMENT, send_job
+from framefleet.state.videos import SegmentOutcome, VideoStore
 from workers import cores, runtime
 from workers.guard import FailHook, Guard, guarded
 from workers.tasks import STOPPED, _decode

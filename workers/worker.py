@@ -16,10 +16,10 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from framefleet.core.jobstate import JobStore
-from framefleet.core.presence import Presence
 from framefleet.core.settings import Settings
 from framefleet.queue import create_app
+from framefleet.state.jobs import JobStore
+from framefleet.state.presence import Presence
 from workers import metrics, runtime, tasks, video_tasks
 from workers.presence import PresenceBeat
 from workers.sweeper import Sweeper
@@ -81,7 +81,7 @@ def build_app(settings: Settings) -> Celery:
         sweepers.append(sweeper)
         # The queues it really consumes: `celery -A workers.app worker -Q ...` may pick fewer.
         queues = [q.name for q in sender.task_consumer.queues]
-        presence = Presence(JobStore.from_url(settings.redis_url).client)
+        presence = Presence(JobStore.from_url(settings.redis_url, ping=False).conn)
         beat = PresenceBeat(presence, str(sender.hostname), queues)
         beat.start()
         beats.append(beat)

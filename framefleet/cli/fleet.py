@@ -92,9 +92,9 @@ def worker(
 
     Waits for an unreachable Redis up to --redis-wait seconds (one line per retry), then exits 5.
     """
-    from framefleet.core import redisconn
     from framefleet.core.modelstore import ModelStore
     from framefleet.queue import queue_name
+    from framefleet.state import connection as redisconn
     from workers.worker import build_app, worker_models
 
     names = tuple(m.strip() for m in models.split(",") if m.strip()) if models else None

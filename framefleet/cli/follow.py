@@ -12,9 +12,9 @@ from rich.console import Console
 
 from framefleet.cli.base import EXIT_INTERRUPTED
 from framefleet.core.jobrecord import JobRecord
-from framefleet.core.jobstate import JobStore
-from framefleet.core.presence import Presence
 from framefleet.core.settings import Settings
+from framefleet.state.jobs import JobStore
+from framefleet.state.presence import Presence
 
 RECHECK_S = 5.0
 """Seconds between looks at the live-worker registry while waiting for a job."""
@@ -28,7 +28,7 @@ def no_worker_warning(settings: Settings, jobs: JobStore, model: str) -> str | N
     from framefleet.queue import queue_name
 
     queue = queue_name(model)
-    live = Presence(jobs.client).live()
+    live = Presence(jobs.conn).live()
     if any(queue in w.queues for w in live):
         return None
     others = ", ".join(f"{w.node} ({' '.join(w.queues)})" for w in live)

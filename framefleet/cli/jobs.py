@@ -13,7 +13,7 @@ from framefleet.core.settings import Settings
 
 if TYPE_CHECKING:
     from framefleet.core.jobrecord import JobRecord
-    from framefleet.core.jobstate import JobStore
+    from framefleet.state.jobs import JobStore
 
 
 @main.command(epilog=HELP_EPILOG)
@@ -30,11 +30,11 @@ if TYPE_CHECKING:
 def status(settings: Settings, job_id: str, live: bool, as_json: bool, write_report: bool) -> None:
     """Counts, throughput, ETA and failures of JOB_ID."""
     from framefleet.cli.follow import follow, warn_if_no_worker
-    from framefleet.core.followstate import FollowStore
-    from framefleet.core.jobstate import JobStore
     from framefleet.core.outputs import report_key
     from framefleet.core.storage import join_uri
     from framefleet.report import write_reports
+    from framefleet.state.follow import FollowStore
+    from framefleet.state.jobs import JobStore
     from producer.progress import summary_table
 
     # --watch rides out a Redis restart (one line per retry) up to --redis-wait; a one-off
@@ -84,7 +84,7 @@ def jobs(settings: Settings, limit: int, purge: bool, older_than_days: float | N
 
     Per-item state (done items, failures) leaves Redis FRAMEFLEET_JOB_TTL_DAYS after a job
     ends; `--purge --older-than DAYS` deletes ended jobs whole, now."""
-    from framefleet.core.jobstate import JobStore
+    from framefleet.state.jobs import JobStore
 
     store = JobStore.from_url(settings.redis_url)
     if purge or older_than_days is not None:
@@ -128,7 +128,7 @@ def _state(store: JobStore, record: JobRecord) -> str:
     """The job's status; a job left listing by a producer that died says so (submitting the
     same input, output and model again closes it)."""
     from framefleet.core.jobrecord import JobStatus
-    from framefleet.core.listing import producer_gone
+    from framefleet.state.beats import producer_gone
 
     if record.status is JobStatus.LISTING and producer_gone(store, record.job_id):
         return "listing (producer gone)"
@@ -148,13 +148,13 @@ def cancel(settings: Settings, job_id: str) -> None:
     items already enqueued finish, and it ends done with exact counts; cancel it again to stop
     it at once."""
     from framefleet.core.errors import PipelineError
-    from framefleet.core.followstate import FollowStore
-    from framefleet.core.jobstate import JobStore
     from framefleet.core.outputs import report_key
     from framefleet.core.storage import join_uri
-    from framefleet.core.summary import stop_job
     from framefleet.queue import create_app
     from framefleet.report import write_page
+    from framefleet.report.summary import stop_job
+    from framefleet.state.follow import FollowStore
+    from framefleet.state.jobs import JobStore
     from producer.follow import Follower
 
     jobs = JobStore.from_url(settings.redis_url)

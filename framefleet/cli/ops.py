@@ -32,7 +32,7 @@ def exporter(settings: Settings, port: int | None, address: str, once: bool) -> 
     """Prometheus metrics read from Redis: queue length per model, open jobs' progress."""
     from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 
-    from framefleet.core.jobstate import JobStore
+    from framefleet.state.jobs import JobStore
     from producer.exporter import FleetCollector
 
     registry = CollectorRegistry()
@@ -54,7 +54,7 @@ def exporter(settings: Settings, port: int | None, address: str, once: bool) -> 
 @_exits
 def healthcheck(settings: Settings, metrics_port: int | None) -> None:
     """Exit 0 if Redis answers (and the local metrics endpoint, when a port is set)."""
-    from framefleet.core.jobstate import JobStore
+    from framefleet.state.jobs import JobStore
 
     JobStore.from_url(settings.redis_url)  # PINGs; BrokerError -> exit 5
     if metrics_port:

@@ -26,8 +26,8 @@ def report(settings: Settings, job_id: str, out_file: Path | None) -> None:
     failures, videos) and print where it is.
 
     It is also written automatically when a job completes."""
-    from framefleet.core.jobstate import JobStore
     from framefleet.report import build_report, write_reports
+    from framefleet.state.jobs import JobStore
 
     jobs = JobStore.from_url(settings.redis_url)
     if out_file is None:

@@ -22,8 +22,8 @@ def retry(settings: Settings, job_id: str, wait: bool) -> None:
     or stopped early has items with no outcome at all: submit it again instead (items whose
     outputs are complete are skipped).
     """
-    from framefleet.core.jobstate import JobStore
     from framefleet.queue import create_app
+    from framefleet.state.jobs import JobStore
     from producer.progress import summary_table, watch
     from producer.retry import retry_failed
 

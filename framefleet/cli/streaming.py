@@ -115,10 +115,10 @@ def run_follow(
     exit 0 (every item done) or 1."""
     from framefleet.cli.follow import follow as watch
     from framefleet.cli.follow import warn_if_no_worker
-    from framefleet.core.followstate import FollowStore
     from framefleet.core.jobrecord import JobStatus
-    from framefleet.core.jobstate import JobStore
     from framefleet.queue import create_app
+    from framefleet.state.follow import FollowStore
+    from framefleet.state.jobs import JobStore
     from producer.follow import FollowOptions, Tick, follow
     from producer.progress import summary_table
 

@@ -139,9 +139,9 @@ def submit(
     one image or video INPUT_URI names. --out must not lie inside the input."""
     from framefleet.cli.follow import follow, warn_if_no_worker
     from framefleet.core.jobrecord import JobStatus
-    from framefleet.core.jobstate import JobStore
     from framefleet.core.sampling import Sampling
     from framefleet.queue import create_app
+    from framefleet.state.jobs import JobStore
     from producer.progress import summary_table
     from producer.submit import submit as do_submit
 

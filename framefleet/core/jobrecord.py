@@ -1,6 +1,6 @@
 """The record of a job, as plain data: its status, its counts, its videos' progress.
 
-`framefleet.core.jobstate.JobStore` reads these from Redis; everything that shows a job (status,
+`framefleet.state.jobs.JobStore` reads these from Redis; everything that shows a job (status,
 jobs, the report, the summary) takes a `JobRecord` and needs no Redis.
 """
 
@@ -40,7 +40,7 @@ class VideoProgress:
     frames_done: int = 0
     frames_total: int | None = None
     state: str = ""
-    """running, merging, merged or failed (`framefleet.core.videostate`)."""
+    """running, merging, merged or failed (`framefleet.state.videos`)."""
     error: str = ""
 
     def to_json(self) -> dict[str, Any]:

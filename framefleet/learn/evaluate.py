@@ -59,7 +59,7 @@ def from_job(settings: Settings, job_id: str) -> tuple[Source, str]:
     Raises:
         JobNotFound: no such job. ConfigError: the job has not finished.
     """
-    from framefleet.core.jobstate import JobStore
+    from framefleet.state.jobs import JobStore
 
     record = JobStore.from_url(settings.redis_url).get(job_id)
     if not record.finished:
@@ -111,8 +111,8 @@ def run_on_fleet(
 ) -> tuple[str, str]:
     """Submit ``data_uri`` as a job of ``model`` writing to ``out_uri``; wait with progress.
     Returns the job id and the results URI."""
-    from framefleet.core.jobstate import JobStore
     from framefleet.queue import create_app
+    from framefleet.state.jobs import JobStore
     from producer.progress import watch
     from producer.submit import submit
 

@@ -117,8 +117,8 @@ def embed_on_fleet(
         ConfigError: no embedding twin of ``base`` in the registry.
         StorageError, BrokerError: as `framefleet submit`.
     """
-    from framefleet.core.jobstate import JobStore
     from framefleet.queue import create_app
+    from framefleet.state.jobs import JobStore
     from producer.progress import watch
     from producer.submit import submit
 

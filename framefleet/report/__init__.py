@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 
 from framefleet.core.jobrecord import JobRecord
-from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import report_key
 from framefleet.core.storage import Storage, open_storage
-from framefleet.core.summary import write_report
 from framefleet.report.data import ReportData, collect
 from framefleet.report.page import render_html
+from framefleet.report.summary import write_report
+from framefleet.state.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from framefleet.core.documents import Document, ImageDocument, VideoDocument, re
 from framefleet.core.errors import PipelineError
 from framefleet.core.inputs import classify
 from framefleet.core.jobrecord import JobRecord
-from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import annotated_key, result_key
 from framefleet.core.results import Detections
 from framefleet.core.storage import Storage
+from framefleet.state.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

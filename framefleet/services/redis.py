@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-import redis
-
 from framefleet.core.errors import ConfigError
 from framefleet.services.ports import free_port
+from framefleet.state.connection import wait_ready
 
 INSTALL_HINT = (
     "install it with `apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis`"
@@ -115,21 +113,13 @@ class RedisServer:
         if self.password and self.process.stdin is not None:
             self.process.stdin.write(f'requirepass "{self.password}"\n'.encode())
             self.process.stdin.close()
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise ConfigError(
-                        f"redis-server on port {self.port} did not start; log:\n{self.log_tail()}"
-                    ) from None
-                time.sleep(0.05)
-            finally:
-                client.close()
+        process = self.process
+        if wait_ready(self.url, timeout_s, alive=lambda: process.poll() is None):
+            return self
+        self.stop()
+        raise ConfigError(
+            f"redis-server on port {self.port} did not start; log:\n{self.log_tail()}"
+        )
 
     def stop(self) -> None:
         """Terminate the server (SIGTERM, then SIGKILL after 5 s)."""

@@ -1,9 +1,7 @@
 """Which workers are alive and which queues they consume: a heartbeat registry in Redis.
 
-::
-
-    {prefix}:workers            zset    node -> expiry (epoch seconds) of its last heartbeat
-    {prefix}:worker:{node}      string  JSON {"node", "queues", "pid", "seen_at"}, expires too
+Each node has an entry in the ``workers`` index (by expiry) and a ``worker:{node}`` string (JSON
+{"node", "queues", "pid", "seen_at"}, expiring too); see `framefleet.state.keys`.
 
 Each worker's main process announces itself every ``ttl / 3`` seconds from a thread, so a worker
 busy on a long task (even on the solo pool) stays listed, and a killed one drops out within
@@ -21,9 +19,9 @@ import os
 import time
 from dataclasses import dataclass
 
-import redis
-
 from framefleet.core import defaults
+from framefleet.state.connection import Connection
+from framefleet.state.keys import Keys
 
 
 @dataclass(frozen=True)
@@ -39,12 +37,12 @@ class Presence:
     """The live-worker registry.
 
     Args:
-        client: a redis-py client (decode_responses=True), e.g. ``JobStore.client``.
-        prefix: namespace of the keys (the job state's).
+        conn: the connection (e.g. ``JobStore.conn``); calls that fail raise `BrokerError`.
+        keys: the key layout.
         ttl_s: seconds a node stays live after its last announcement.
 
     Example:
-        >>> presence = Presence(JobStore.from_url(url).client)
+        >>> presence = Presence(JobStore.from_url(url).conn)
         >>> presence.announce("w1@host", ["framefleet.yolox-nano"])
         >>> [w.node for w in presence.consumers("framefleet.yolox-nano")]
         ['w1@host']
@@ -52,42 +50,44 @@ class Presence:
 
     def __init__(
         self,
-        client: redis.Redis,
-        prefix: str = defaults.KEY_PREFIX,
+        conn: Connection,
+        keys: Keys | None = None,
         ttl_s: float = defaults.PRESENCE_TTL_S,
     ) -> None:
-        self.client = client
-        self.index = f"{prefix}:workers"
-        self.prefix = prefix
+        self.conn = conn
+        self.keys = keys or Keys()
+        self.index = self.keys.workers
         self.ttl_s = ttl_s
 
     def _key(self, node: str) -> str:
-        return f"{self.prefix}:worker:{node}"
+        return self.keys.worker(node)
 
     def announce(self, node: str, queues: list[str] | tuple[str, ...]) -> None:
         """Record ``node`` as live, consuming ``queues``, for the next ``ttl_s`` seconds."""
         now = time.time()
         doc = {"node": node, "queues": list(queues), "pid": os.getpid(), "seen_at": now}
-        pipe = self.client.pipeline()
-        pipe.set(self._key(node), json.dumps(doc), ex=max(1, round(self.ttl_s)))
-        pipe.zadd(self.index, {node: now + self.ttl_s})
-        pipe.zremrangebyscore(self.index, "-inf", now)  # forget nodes that stopped beating
-        pipe.execute()
+        self.conn.pipeline(
+            lambda pipe: (
+                pipe.set(self._key(node), json.dumps(doc), ex=max(1, round(self.ttl_s)))
+                .zadd(self.index, {node: now + self.ttl_s})
+                .zremrangebyscore(self.index, "-inf", now)
+            )  # forget nodes that stopped beating
+        )
 
     def leave(self, node: str) -> None:
         """Remove ``node`` at once (a worker shutting down cleanly)."""
-        pipe = self.client.pipeline()
-        pipe.delete(self._key(node))
-        pipe.zrem(self.index, node)
-        pipe.execute()
+        self.conn.pipeline(lambda pipe: pipe.delete(self._key(node)).zrem(self.index, node))
 
     def live(self) -> list[LiveWorker]:
         """Every node that announced itself within ``ttl_s``, by name."""
-        nodes = [str(n) for n in self.client.zrangebyscore(self.index, time.time(), "+inf")]
+        client = self.conn.client
+        nodes = [
+            str(n) for n in self.conn.call(client.zrangebyscore, self.index, time.time(), "+inf")
+        ]
         if not nodes:
             return []
         workers = []
-        for raw in self.client.mget([self._key(n) for n in nodes]):
+        for raw in self.conn.call(client.mget, [self._key(n) for n in nodes]):
             if raw is None:  # expired between the two reads
                 continue
             doc = json.loads(raw)

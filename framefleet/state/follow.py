@@ -2,22 +2,8 @@
 
 A following job stays ``listing`` (its listing is never finished) while a producer lists the
 input every few seconds and enqueues what is new. Everything the producer needs to pick up where
-it was after a SIGKILL lives here, under the job's keys, not in the process::
-
-    {prefix}:job:{id}:follow          hash   identity, interval_s, until, max_items, state
-                                             (following | closed), reason, cursor (last key
-                                             listed), ticks, seen (versions enqueued), rewrites,
-                                             batches (messages numbered so far), beat
-    {prefix}:job:{id}:follow:seen     hash   key -> content tag (ETag, size:mtime_ns) enqueued
-    {prefix}:job:{id}:follow:unsent   hash   keys counted into the total, not yet known sent
-    {prefix}:job:{id}:follow:arrived  hash   key -> arrival time, until the key has an outcome
-    {prefix}:job:{id}:follow:redo     set    keys rewritten since enqueued: the worker reruns
-                                             them even though their outputs are complete
-    {prefix}:job:{id}:follow:lag      list   seconds from arrival to outcome, newest first
-                                             (the last `LAG_WINDOW`)
-    {prefix}:job:{id}:follow:wake     list   pushed on close, so a sleeping producer wakes
-    {prefix}:following                hash   identity (input, output, model) -> open job id
-    {prefix}:following:opening:{ident} string lock around finding or opening that job
+it was after a SIGKILL lives here, under the job's keys (``follow``, ``follow:seen``, ``unsent``,
+``arrived``, ``redo``, ``lag``, ``wake``, and the ``following`` index; `framefleet.state.keys`).
 
 `FollowStore.admit` decides in one script, per listed object, whether it is new, rewritten or
 already enqueued, and counts it into the job's total in the same step, so a producer killed at
@@ -35,98 +21,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
-from framefleet.core import defaults, redisconn
+from framefleet.core import defaults
 from framefleet.core.errors import BrokerError
-from framefleet.core.jobstate import JobStore, video_keys
 from framefleet.core.storage import StorageObject
+from framefleet.state.jobs import LAG_WINDOW, JobStore
 
 OPENING_LOCK_S = 30
 """Seconds the find-or-open lock lives if its producer dies holding it."""
 
-LAG_WINDOW = 10_000
-"""Arrival-to-outcome lags kept per job (the most recent), for `status`'s p50 and p95."""
-
 FOLLOWING = "following"
 CLOSED = "closed"
-
-# KEYS: job done failed follow seen unsent arrived redo
-# ARGV: now max_items n_fields then per object: key tag modified video_hash video_done videos
-# Returns {closed, capped, deferred, key...}: the keys to send now.
-_ADMIT = """
-if redis.call('HGET', KEYS[4], 'state') ~= 'following' then return {1, 0, 0} end
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'listing' and status ~= 'running' then return {1, 0, 0} end
-local now = ARGV[1]
-local max_items = tonumber(ARGV[2])
-local width = tonumber(ARGV[3])
-local out = {0, 0, 0}
-local cursor = redis.call('HGET', KEYS[4], 'cursor') or ''
-for i = 4, #ARGV, width do
-  local key, tag, modified = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local arrived = now
-  if modified > 0 then arrived = ARGV[i + 2] end
-  local previous = redis.call('HGET', KEYS[5], key)
-  if previous ~= tag then
-    local seen = tonumber(redis.call('HGET', KEYS[4], 'seen') or '0')
-    if max_items > 0 and seen >= max_items then out[2] = 1; break end
-    if not previous then
-      redis.call('HINCRBY', KEYS[1], 'total', 1)
-    elseif redis.call('SISMEMBER', KEYS[2], key) == 0
-        and redis.call('HEXISTS', KEYS[3], key) == 0 then
-      -- the earlier content is still in flight: redo it once it has its outcome
-      out[3] = out[3] + 1
-      tag = nil
-    else
-      -- rewritten after its outcome: it is pending again, and runs again
-      redis.call('SREM', KEYS[2], key)
-      redis.call('HDEL', KEYS[3], key)
-      redis.call('SADD', KEYS[8], key)
-      redis.call('HINCRBY', KEYS[4], 'rewrites', 1)
-      if ARGV[i + 3] ~= '' then
-        redis.call('DEL', ARGV[i + 3], ARGV[i + 4])
-        redis.call('ZREM', ARGV[i + 5], key)
-      end
-    end
-    if tag then
-      redis.call('HSET', KEYS[5], key, tag)
-      redis.call('HSET', KEYS[6], key, '1')
-      redis.call('HSET', KEYS[7], key, arrived)
-      redis.call('HINCRBY', KEYS[4], 'seen', 1)
-      table.insert(out, key)
-    end
-  end
-  if key > cursor then cursor = key end
-end
-redis.call('HSET', KEYS[4], 'cursor', cursor)
-if max_items > 0 and tonumber(redis.call('HGET', KEYS[4], 'seen') or '0') >= max_items then
-  out[2] = 1
-end
-return out
-"""
-
-# KEYS: follow wake index   ARGV: reason now job_id; 1 if this call closed it
-_CLOSE = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'following' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'closed', 'reason', ARGV[1], 'closed_at', ARGV[2])
-redis.call('RPUSH', KEYS[2], 'closed')
-local ident = redis.call('HGET', KEYS[1], 'identity')
-if ident and redis.call('HGET', KEYS[3], ident) == ARGV[3] then
-  redis.call('HDEL', KEYS[3], ident)
-end
-return 1
-"""
-
-# KEYS: arrived lag   ARGV: item now window
-_LAG = """
-local arrived = redis.call('HGET', KEYS[1], ARGV[1])
-if not arrived then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('LPUSH', KEYS[2], tostring(math.max(0, tonumber(ARGV[2]) - tonumber(arrived))))
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -223,19 +127,16 @@ class FollowStore:
 
     def __init__(self, jobs: JobStore) -> None:
         self.jobs = jobs
-        self.client: redis.Redis = jobs.client
-        self.prefix = jobs.prefix
-        self._index = f"{self.prefix}:following"
-        self._admit = self.client.register_script(_ADMIT)
-        self._close = self.client.register_script(_CLOSE)
-        self._lag = self.client.register_script(_LAG)
+        self.conn = jobs.conn
+        self.client = jobs.conn.client
+        self.keys = jobs.keys
+        self._index = jobs.keys.following
 
     def _key(self, job_id: str, part: str = "") -> str:
-        base = f"{self.prefix}:job:{job_id}:follow"
-        return f"{base}:{part}" if part else base
+        return self.keys.job_part(job_id, f"follow:{part}" if part else "follow")
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return redisconn.call(lambda: fn(*args, **kwargs), self.client, self.jobs.reconnect_s)
+        return self.conn.call(fn, *args, **kwargs)
 
     def open(
         self,
@@ -247,16 +148,15 @@ class FollowStore:
     ) -> None:
         """Start following for ``job_id`` (a job just created) and index it by ``ident``."""
 
-        def write() -> Any:
-            pipe = self.client.pipeline()
-            pipe.hset(
-                self._key(job_id),
-                mapping={"identity": ident, "state": FOLLOWING, "cursor": "", "seen": 0},
+        fields = {"identity": ident, "state": FOLLOWING, "cursor": "", "seen": 0}
+        self.conn.pipeline(
+            lambda pipe: (
+                pipe.hset(self._key(job_id), mapping=fields)
+                .hset(self._index, ident, job_id)
+                # the job's outcomes note arrival-to-outcome lags from now on (job_record.lua)
+                .hset(self.keys.job(job_id), "following", "1")
             )
-            pipe.hset(self._index, ident, job_id)
-            return pipe.execute()
-
-        self._call(write)
+        )
         self.configure(job_id, interval_s, until, max_items)
 
     def configure(
@@ -281,7 +181,7 @@ class FollowStore:
         Raises:
             BrokerError: Redis is unreachable, or the lock stayed held for a minute.
         """
-        lock = self.client.lock(f"{self._index}:opening:{ident}", timeout=OPENING_LOCK_S)
+        lock = self.client.lock(self.keys.opening(ident), timeout=OPENING_LOCK_S)
         if not self._call(lock.acquire, blocking_timeout=2 * OPENING_LOCK_S):
             raise BrokerError(f"the follow lock of {ident} stayed held for {2 * OPENING_LOCK_S} s")
         try:
@@ -296,7 +196,7 @@ class FollowStore:
         if job_id is None:
             return None
         info = self.get(job_id)
-        status = self._call(self.client.hget, self.jobs.keys(job_id)[0], "status")
+        status = self._call(self.client.hget, self.keys.job(job_id), "status")
         if info is None or not info.following or status not in ("listing", "running"):
             self._call(self.client.hdel, self._index, ident)  # ended meanwhile (cancel, failure)
             return None
@@ -308,14 +208,20 @@ class FollowStore:
         """Count the new and rewritten ``objects`` into the job, atomically; see `Admitted`."""
         args: list[Any] = [time.time(), max_items or 0, 6]
         for obj in objects:
-            video = video_keys(self.prefix, job_id, obj.key)
+            video = (
+                self.keys.video(job_id, obj.key),
+                self.keys.video_done(job_id, obj.key),
+                self.keys.job_part(job_id, "videos"),
+            )
             is_video = obj.key.lower().endswith(defaults.VIDEO_SUFFIXES)
             args += [obj.key, obj.tag or f"{obj.size}", obj.modified]
             args += list(video) if is_video else ["", "", ""]
-        job, done, failed, _ = self.jobs.keys(job_id)
+        job_parts = (self.keys.job_part(job_id, part) for part in ("done", "failed"))
         parts = ("seen", "unsent", "arrived", "redo")
-        keys = [job, done, failed, self._key(job_id), *(self._key(job_id, p) for p in parts)]
-        out = self._call(self._admit, keys=keys, args=args)
+        keys = [self.keys.job(job_id), *job_parts, self._key(job_id)]
+        out = self.conn.script(
+            "follow_admit", [*keys, *(self._key(job_id, p) for p in parts)], args
+        )
         return Admitted(
             keys=list(out[3:]), closed=out[0] == 1, capped=out[1] == 1, deferred=int(out[2])
         )
@@ -337,18 +243,16 @@ class FollowStore:
     def tick(self, job_id: str) -> int:
         """Count one listing round (its number, from 1) and note that the producer is alive."""
 
-        def write() -> Any:
-            pipe = self.client.pipeline()
-            pipe.hincrby(self._key(job_id), "ticks", 1)
-            pipe.hset(self._key(job_id), "beat", time.time())
-            return pipe.execute()
-
-        return int(self._call(write)[0])
+        now = time.time()
+        key = self._key(job_id)
+        return int(
+            self.conn.pipeline(lambda pipe: pipe.hincrby(key, "ticks", 1).hset(key, "beat", now))[0]
+        )
 
     def close(self, job_id: str, reason: str) -> bool:
         """Stop taking new objects (the items counted so far still run); True if this call did."""
         keys = [self._key(job_id), self._key(job_id, "wake"), self._index]
-        return bool(self._call(self._close, keys=keys, args=[reason, time.time(), job_id]))
+        return bool(self.conn.script("follow_close", keys, [reason, time.time(), job_id]))
 
     def sleep(self, job_id: str, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for the next tick; True if the job was closed meanwhile."""
@@ -358,11 +262,6 @@ class FollowStore:
         timeout = max(0.01, min(timeout_s, 20.0))  # below the client's socket timeout
         return self._call(self.client.blmove, key, key, timeout, "RIGHT", "LEFT") is not None
 
-    def record_lag(self, job_id: str, item: str) -> bool:
-        """Note the lag of ``item``, which just got its outcome; False if it is not followed."""
-        keys = [self._key(job_id, "arrived"), self._key(job_id, "lag")]
-        return bool(self._call(self._lag, keys=keys, args=[item, time.time(), LAG_WINDOW]))
-
     def cursor(self, job_id: str) -> str:
         """The greatest key listed so far ("" before the first)."""
         return str(self._call(self.client.hget, self._key(job_id), "cursor") or "")
@@ -370,13 +269,9 @@ class FollowStore:
     def is_open(self, job_id: str) -> bool:
         """True while the job follows: not closed, and the job itself not stopped or ended."""
 
-        def read() -> Any:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hget(self._key(job_id), "state")
-            pipe.hget(self.jobs.keys(job_id)[0], "status")
-            return pipe.execute()
-
-        state, status = self._call(read)
+        state, status = self.conn.pipeline(
+            lambda pipe: pipe.hget(self._key(job_id), "state").hget(self.keys.job(job_id), "status")
+        )
         return bool(state == FOLLOWING and status in ("listing", "running"))
 
     def is_followed(self, job_id: str) -> bool:
@@ -390,13 +285,11 @@ class FollowStore:
     def get(self, job_id: str) -> FollowInfo | None:
         """The follow state of ``job_id``; None if it never followed."""
 
-        def read() -> Any:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hgetall(self._key(job_id))
-            pipe.lrange(self._key(job_id, "lag"), 0, LAG_WINDOW - 1)
-            return pipe.execute()
-
-        raw, lags_raw = self._call(read)
+        raw, lags_raw = self.conn.pipeline(
+            lambda pipe: pipe.hgetall(self._key(job_id)).lrange(
+                self._key(job_id, "lag"), 0, LAG_WINDOW - 1
+            )
+        )
         if not raw:
             return None
         lags = sorted(float(v) for v in lags_raw)

@@ -13,7 +13,7 @@ following job never list it at once (the second stands by; a lapsed one learns i
 A job in ``listing`` whose beat has expired, or whose beat names a process of this host that no
 longer runs, has lost its producer: it is an orphan. Submitting the same input to the same
 output with the same model again (what a user does after a killed submit) cancels such orphans
-with a reason naming the new job (`close_orphans`); `framefleet jobs` shows them as
+with a reason naming the new job (`producer.orphans.close_orphans`); `framefleet jobs` shows them as
 ``listing (producer gone)`` until then.
 """
 
@@ -26,18 +26,13 @@ import socket
 import threading
 from types import TracebackType
 
-from framefleet.core.errors import JobFinished, ProducerBusy
-from framefleet.core.jobrecord import JobStatus
-from framefleet.core.jobstate import JobStore
-from framefleet.core.summary import stop_job
+from framefleet.core.errors import ProducerBusy
+from framefleet.state.jobs import JobStore
 
 log = logging.getLogger(__name__)
 
 PRODUCER_TTL_S = 30.0
 """Seconds a producer's beat lives without renewal (renewed every third of it)."""
-
-ORPHAN_SCAN = 200
-"""Recent jobs a submission looks through for orphans of its input, output and model."""
 
 
 def producer_id() -> str:
@@ -46,23 +41,7 @@ def producer_id() -> str:
 
 
 def _beat_key(jobs: JobStore, job_id: str) -> str:
-    return f"{jobs.keys(job_id)[0]}:producer"
-
-
-# KEYS: beat. ARGV: me, ttl_ms, a dead holder that may be replaced ("" for none).
-# Sets the beat if it is free, mine or the dead holder's; else returns who holds it.
-_TAKE = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] and holder ~= ARGV[3] then return holder end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return false
-"""
-
-# KEYS: beat. ARGV: me. Deletes the beat only if it is still mine.
-_DROP = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 0
-"""
+    return jobs.keys.job_part(job_id, "producer")
 
 
 class ProducerBeat:
@@ -81,7 +60,6 @@ class ProducerBeat:
         self.holder = producer_id()
         self.lost = threading.Event()
         """Set once another producer took the beat (this one's lapsed: a long pause, a split)."""
-        self._take = jobs.client.register_script(_TAKE)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="framefleet-producer", daemon=True)
 
@@ -111,12 +89,11 @@ class ProducerBeat:
     ) -> None:
         self._stop.set()
         with contextlib.suppress(Exception):  # it expires by itself
-            self.jobs.client.eval(_DROP, 1, self.key, self.holder)
+            self.jobs.conn.script("beat_drop", [self.key], [self.holder])
 
     def _claim(self, dead: str) -> str | None:
-        other = self.jobs._call(
-            self._take, keys=[self.key], args=[self.holder, int(self.ttl_s * 1000), dead]
-        )
+        args = [self.holder, int(self.ttl_s * 1000), dead]
+        other = self.jobs.conn.script("beat_take", [self.key], args)
         return None if other is None else str(other)
 
     def _run(self) -> None:
@@ -140,7 +117,7 @@ class ProducerBeat:
 def producer_gone(jobs: JobStore, job_id: str) -> bool:
     """True if nobody lists job ``job_id`` any more (its beat expired, or names a dead process
     of this host). Meaningful only for a job in ``listing``."""
-    holder = jobs._call(jobs.client.get, _beat_key(jobs, job_id))
+    holder = jobs.conn.call(jobs.conn.client.get, _beat_key(jobs, job_id))
     return holder is None or holder_dead(str(holder))
 
 
@@ -156,41 +133,3 @@ def holder_dead(holder: str) -> bool:
     except PermissionError:  # alive, another user's
         return False
     return False
-
-
-def close_orphans(jobs: JobStore, job_id: str) -> list[str]:
-    """Cancel the orphans of job ``job_id``: jobs still ``listing`` with the same input, output
-    and model whose producer is gone. Returns their ids.
-
-    Their counts freeze and their summary is written (`stop_job`); workers skip their remaining
-    messages; the outputs they completed count as done in the new job (resume).
-    """
-    record = jobs.get(job_id)
-    ids = [str(i) for i in jobs._call(jobs.client.zrevrange, f"{jobs.prefix}:jobs", 0, ORPHAN_SCAN)]
-
-    def read() -> list[list[str | None]]:
-        pipe = jobs.client.pipeline(transaction=False)
-        for other in ids:
-            pipe.hmget(jobs.keys(other)[0], "status", "input", "output", "model")
-        return pipe.execute()
-
-    closed = []
-    for other, (status, input_uri, output_uri, model) in zip(ids, jobs._call(read), strict=True):
-        same = (input_uri, output_uri, model) == (record.input_uri, record.output_uri, record.model)
-        if other == job_id or status != JobStatus.LISTING.value or not same:
-            continue
-        if not producer_gone(jobs, other):
-            continue
-        reason = (
-            f"abandoned: its producer stopped while listing (killed, or its machine died); "
-            f"superseded by job {job_id}, which resubmitted the same input, output and model"
-        )
-        try:
-            stop_job(jobs, other, JobStatus.CANCELLED, reason)
-        except JobFinished:
-            continue
-        except Exception as exc:  # closed, but its summary could not be written
-            log.warning("job %s closed, but its summary was not written: %s", other, exc)
-        log.warning("closed job %s: %s", other, reason)
-        closed.append(other)
-    return closed

@@ -1,10 +1,8 @@
 """Per-video segment state in Redis: how many segments, which are done, and the merge barrier.
 
-For each video of a job::
-
-    {prefix}:job:{id}:video:{item}        hash   segments, frames, state, error, merge message
-    {prefix}:job:{id}:video:{item}:done   set    segment numbers recorded done (counted once)
-    {prefix}:job:{id}:videos              zset   video items, by plan time (for `status`)
+Each video of a job has a hash (segments, frames, state, error, merge message), a set of the
+segments recorded done (counted once), and a place in the job's ``videos`` index (for `status`);
+see `framefleet.state.keys`.
 
 ``state`` is ``running`` until one of two things is decided, once, by the recording script:
 the last segment was recorded (``merging``: the caller that learns it enqueues the merge; a
@@ -24,8 +22,8 @@ from typing import Any
 
 from framefleet.core.errors import JobNotFound
 from framefleet.core.jobrecord import VideoProgress
-from framefleet.core.jobstate import _COMPLETE, JobStore, video_keys
 from framefleet.core.messages import VideoMerge
+from framefleet.state.jobs import LAG_WINDOW, JobStore
 
 
 class SegmentOutcome(IntEnum):
@@ -38,33 +36,8 @@ class SegmentOutcome(IntEnum):
     FAILED = 2
     """The segment failed its video; the video is recorded failed in the job."""
     FAILED_JOB_COMPLETE = 3
-    """As FAILED, and that completed the job: the caller writes the report."""
-
-
-_RECORD_SEGMENT = (
-    _COMPLETE
-    + """
--- KEYS: video done job jobdone jobfailed jobfinished   ARGV: segment ok item reason now frames
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-if ARGV[2] == '1' then
-  if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
-    redis.call('HINCRBY', KEYS[1], 'frames_done', ARGV[6])
-  end
-  if redis.call('SCARD', KEYS[2]) >= tonumber(redis.call('HGET', KEYS[1], 'segments')) then
-    redis.call('HSET', KEYS[1], 'state', 'merging')
-    return 1
-  end
-  return 0
-end
-redis.call('HSET', KEYS[1], 'state', 'failed', 'error', cjson.decode(ARGV[4])['message'] or '')
-if redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 0 then
-  redis.call('HSET', KEYS[5], ARGV[3], ARGV[4])
-end
-redis.call('HSETNX', KEYS[3], 'started_at', ARGV[5])
-return 2 + complete(KEYS[3], KEYS[4], KEYS[5], ARGV[5], KEYS[6])
-"""
-)
+    """As FAILED, and that ended the job (complete, or its failure budget spent): the caller
+    writes the report."""
 
 
 class VideoStore:
@@ -81,27 +54,33 @@ class VideoStore:
 
     def __init__(self, jobs: JobStore) -> None:
         self.jobs = jobs
-        self._record = jobs.client.register_script(_RECORD_SEGMENT)
+        self.conn = jobs.conn
+        self.keys = jobs.keys
 
     def _keys(self, job_id: str, item: str) -> tuple[str, str, str]:
-        return video_keys(self.jobs.prefix, job_id, item)
+        keys = self.keys
+        return (
+            keys.video(job_id, item),
+            keys.video_done(job_id, item),
+            keys.job_part(job_id, "videos"),
+        )
 
     def plan(self, job_id: str, item: str, merge: VideoMerge) -> None:
         """Record the video's split and the merge to send once every segment is done
         (idempotent: a redelivered plan keeps the state it finds)."""
         video, _, index = self._keys(job_id, item)
-        pipe = self.jobs.client.pipeline(transaction=True)
-        pipe.hset(
-            video,
-            mapping={
-                "segments": merge.segments,
-                "frames": merge.frames,
-                "merge": json.dumps(merge.encode()),
-            },
+        fields: dict[str, Any] = {"segments": merge.segments, "frames": merge.frames}
+        fields["merge"] = json.dumps(merge.encode())
+        now = time.time()
+        # Built anew on each attempt: a plan lost to a dropped connection would leave the video
+        # unplanned, every segment would skip itself, and the job would never end.
+        self.conn.pipeline(
+            lambda pipe: (
+                pipe.hset(video, mapping=fields)
+                .hsetnx(video, "state", "running")
+                .zadd(index, {item: now}, nx=True)
+            )
         )
-        pipe.hsetnx(video, "state", "running")
-        pipe.zadd(index, {item: time.time()}, nx=True)
-        self.jobs._call(pipe.execute)
 
     def record(
         self,
@@ -120,19 +99,9 @@ class VideoStore:
             JobNotFound: the video was never planned in this job (or the job was deleted).
         """
         video, done, _ = self._keys(job_id, item)
-        job, job_done, job_failed, _ = self.jobs.keys(job_id)
-        result = self.jobs._call(
-            self._record,
-            keys=[video, done, job, job_done, job_failed, self.jobs._finished_key(job_id)],
-            args=[
-                segment,
-                "1" if ok else "0",
-                item,
-                json.dumps(dict(reason or {})),
-                time.time(),
-                frames,
-            ],
-        )
+        keys = [video, done, self.keys.job(job_id)]
+        args = [segment, "1" if ok else "0", item, json.dumps(dict(reason or {}))]
+        result = self.conn.script("video_record", keys, [*args, time.time(), frames, LAG_WINDOW])
         if result == -1:
             raise JobNotFound(f"video {item!r} was never planned in job {job_id!r}")
         return SegmentOutcome(int(result))
@@ -141,7 +110,7 @@ class VideoStore:
         """Mark the video ``merged`` or ``failed`` once the merge has run."""
         video = self._keys(job_id, item)[0]
         state = "merged" if merged else "failed"
-        self.jobs._call(self.jobs.client.hset, video, mapping={"state": state, "error": error})
+        self.conn.call(self.conn.client.hset, video, mapping={"state": state, "error": error})
 
     def video(self, job_id: str, item: str) -> VideoProgress:
         """Where video ``item`` stands (its row of the job snapshot).
@@ -160,17 +129,17 @@ class VideoStore:
         Raises:
             JobNotFound: the video was never planned in this job.
         """
-        raw = self.jobs._call(self.jobs.client.hget, self._keys(job_id, item)[0], "merge")
+        raw = self.conn.call(self.conn.client.hget, self._keys(job_id, item)[0], "merge")
         if raw is None:
             raise JobNotFound(f"video {item!r} was never planned in job {job_id!r}")
         return VideoMerge.decode(json.loads(raw))
 
     def state(self, job_id: str, item: str) -> str:
         """``running``, ``merging``, ``merged``, ``failed``, or ``""`` if never planned."""
-        raw = self.jobs._call(self.jobs.client.hget, self._keys(job_id, item)[0], "state")
+        raw = self.conn.call(self.conn.client.hget, self._keys(job_id, item)[0], "state")
         return str(raw or "")
 
     def done_segments(self, job_id: str, item: str) -> set[int]:
         """Numbers of the segments recorded done."""
-        members = self.jobs._call(self.jobs.client.smembers, self._keys(job_id, item)[1])
+        members = self.conn.call(self.conn.client.smembers, self._keys(job_id, item)[1])
         return {int(m) for m in members}

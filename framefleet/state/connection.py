@@ -7,19 +7,26 @@ line per retry (never a traceback), then raises `BrokerError`, which the CLI tur
 
 Only connection-level errors are retried (refused, reset, timeout, "LOADING" while Redis replays
 its AOF); a wrong command or a script error is raised at once. The callable is called again
-whole, so it must be safe to repeat: build a pipeline inside it, not outside.
+whole, so it must be safe to repeat: build a pipeline inside it, not outside. redis-py empties a
+pipeline's queued commands when ``execute()`` fails, so an ``execute`` retried on its own sends
+nothing and returns ``[]``: `Connection.pipeline` takes the commands as a function and builds the
+pipeline anew on every attempt. Every script is written so that running it twice (its reply lost
+with the connection) changes nothing more than running it once.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import redis
+from redis.client import Pipeline
+from redis.commands.core import Script
 
 from framefleet.core.errors import BrokerError
+from framefleet.state import scripts
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +125,70 @@ def call(
 
 def _one_line(exc: Exception) -> str:
     return (str(exc) or type(exc).__name__).splitlines()[0][:200]
+
+
+class Connection:
+    """A Redis client with its reconnect policy: every call of the fleet state goes through it.
+
+    Args:
+        client: a redis-py client (decode_responses=True; `connect` makes one).
+        reconnect_s: how long a call waits for an unreachable Redis (retrying with backoff, one
+            log line per retry) before raising `BrokerError`; 0 fails at once.
+
+    Example:
+        >>> conn = Connection(connect("redis://127.0.0.1:6379/0"), reconnect_s=60)
+        >>> conn.pipeline(lambda pipe: pipe.set("a", 1).incr("a"))
+        [True, 2]
+    """
+
+    def __init__(self, client: redis.Redis, reconnect_s: float = 0.0) -> None:
+        self.client = client
+        self.reconnect_s = reconnect_s
+        self._scripts: dict[str, Script] = {}
+
+    @classmethod
+    def from_url(cls, url: str, reconnect_s: float = 0.0) -> Connection:
+        """A connection to the Redis at ``url`` (nothing is sent yet)."""
+        return cls(connect(url), reconnect_s)
+
+    def describe(self) -> str:
+        """``redis://host:port/db`` of this connection, without any password."""
+        return describe(self.client)
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` (a client method), riding out a restart for ``reconnect_s``."""
+        return call(lambda: fn(*args, **kwargs), self.client, self.reconnect_s)
+
+    def pipeline(self, build: Callable[[Any], object], transaction: bool = True) -> list[Any]:
+        """Run the commands ``build`` queues on a fresh pipeline, as one round trip (MULTI/EXEC
+        when ``transaction``); built again on every attempt, so a retried write lands whole."""
+
+        def run() -> list[Any]:
+            pipe: Pipeline = self.client.pipeline(transaction=transaction)
+            build(pipe)
+            return list(pipe.execute())
+
+        return call(run, self.client, self.reconnect_s)
+
+    def script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run script ``name`` (``lua/{name}.lua``) by SHA, loading it on first use."""
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self.client.register_script(scripts.source(name))
+        return call(lambda: script(keys=list(keys), args=list(args)), self.client, self.reconnect_s)
+
+
+def wait_ready(url: str, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> bool:
+    """Ping the Redis at ``url`` until it answers (True), ``timeout_s`` passes or ``alive()``
+    turns False (False): for tools that start a redis-server and wait for it."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while alive() and time.monotonic() < deadline:
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        return False
+    finally:
+        client.close()

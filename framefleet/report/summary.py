@@ -14,9 +14,9 @@ import logging
 
 from framefleet.core.errors import JobFinished, StorageError
 from framefleet.core.jobrecord import JobRecord, JobStatus
-from framefleet.core.jobstate import JobStore
 from framefleet.core.outputs import parts_prefix, report_key
 from framefleet.core.storage import Storage, open_storage
+from framefleet.state.jobs import JobStore
 
 log = logging.getLogger(__name__)
 
