@@ -14,13 +14,15 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery
 from kombu.entity import Queue
 from kombu.exceptions import BatchPublishError, OperationalError
 from kombu.messaging import Producer
+from kombu.transport import redis as kombu_redis
 
 from framefleet.core.errors import BrokerError
 from framefleet.core.messages import Message
@@ -56,6 +58,36 @@ TASK_FOR_KIND = {
 def queue_name(model: str) -> str:
     """The queue that carries tasks for ``model``."""
     return f"framefleet.{model}"
+
+
+class _UnackedBookkeeping(kombu_redis.QoS):
+    """kombu's record of delivered, unacknowledged messages (for its visibility timeout), sent as
+    plain pipelines instead of MULTI/EXEC: two writes on delivery and two on ack, not four each.
+
+    Each pipeline's two writes touch one message's entries in the index and the hash, and kombu
+    already tolerates one without the other (`restore_by_tag` skips a tag with no payload), so
+    the transaction bought nothing but two commands per write: half a command per image at the
+    default batch of 8.
+    """
+
+    @contextmanager
+    def pipe_or_acquire(self, pipe: Any = None, client: Any = None) -> Iterator[Any]:
+        if pipe:
+            yield pipe
+        else:
+            with self.channel.conn_or_acquire(client) as conn:
+                yield conn.pipeline(transaction=False)
+
+
+class _Channel(kombu_redis.Channel):
+    QoS = _UnackedBookkeeping
+
+
+class RedisTransport(kombu_redis.Transport):
+    """kombu's Redis transport, with `_UnackedBookkeeping` (``redis://`` and ``unix://`` brokers;
+    a ``rediss://`` broker keeps kombu's own transport, which sets up its TLS from the scheme)."""
+
+    Channel = _Channel
 
 
 def create_app(settings: Settings, models: Iterable[str] = ()) -> Celery:
@@ -100,6 +132,8 @@ def create_app(settings: Settings, models: Iterable[str] = ()) -> Celery:
         if settings.worker_models
         else "framefleet",
     )
+    if settings.redis_url.startswith(("redis://", "unix://")):
+        app.conf.broker_transport = f"{__name__}:RedisTransport"
     return app
 
 

@@ -148,6 +148,7 @@ class JobStore(JobItems):
             "model": model,
             "status": JobStatus.LISTING.value,
             "total": 0,
+            "done_count": 0,
             "listed": 0,
             "created_at": now,
             "params": json.dumps(dict(params or {})),

@@ -28,7 +28,10 @@ for i = 4, #ARGV, width do
       tag = nil
     else
       -- rewritten after its outcome: it is pending again, and runs again
-      redis.call('SREM', KEYS[2], key)
+      if redis.call('SREM', KEYS[2], key) == 1
+          and redis.call('HEXISTS', KEYS[1], 'done_count') == 1 then
+        redis.call('HINCRBY', KEYS[1], 'done_count', -1)  -- kept beside the set (job_record)
+      end
       redis.call('HDEL', KEYS[3], key)
       redis.call('SADD', KEYS[8], key)
       redis.call('HINCRBY', KEYS[4], 'rewrites', 1)

@@ -13,7 +13,7 @@ end
 local outcomes = cjson.decode(ARGV[4])
 if #outcomes == 0 then return {0, 0} end
 local f = redis.call('HMGET', job, 'status', 'items_expire_at', 'frames', 'classes', 'started_at',
-  'params', 'crashed', 'following', 'failed_any', 'listed', 'total', 'finished_at')
+  'params', 'crashed', 'following', 'failed_any', 'listed', 'total', 'finished_at', 'done_count')
 local status = f[1]
 if not status then return {-1, 0} end
 local items = {}
@@ -50,8 +50,15 @@ if #ok_items > 0 then
   redis.call('SADD', job .. ':done', unpack(ok_items))
   if f[9] then redis.call('HDEL', job .. ':failed', unpack(ok_items)) end
 end
+-- The done set's size, kept beside it so that the completion check needs no SCARD.
+local done_count = tonumber(f[13] or '')
+if done_count then
+  done_count = done_count + #ok_items
+else  -- a job from before the counter
+  done_count = redis.call('SCARD', job .. ':done')
+end
 if any_failed then redis.call('HSET', job .. ':failed', unpack(failed)) end
-local fields = {'frames', frames}
+local fields = {'frames', frames, 'done_count', done_count}
 if next(classes) ~= nil then
   table.insert(fields, 'classes'); table.insert(fields, cjson.encode(classes))
 end
@@ -73,4 +80,4 @@ end
 if any_failed and check_budget(job, f[6], now) == 1 then return {0, 1} end
 local n_failed = 0
 if f[9] or any_failed then n_failed = nil end
-return {complete(job, now, {f[10], f[11], status, f[12]}, n_failed), 0}
+return {complete(job, now, {f[10], f[11], status, f[12]}, n_failed, done_count), 0}

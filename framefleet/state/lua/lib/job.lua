@@ -45,11 +45,11 @@ end
 
 -- Ends the job as done once it is listed and every item has an outcome; 1 if this call did.
 -- known: {listed, total, status, finished_at} as the caller read them (nil: read here);
--- n_failed: the failed count if the caller knows it (nil: counted here).
-local function complete(job, now, known, n_failed)
+-- n_failed, n_done: the counts if the caller knows them (nil: counted here).
+local function complete(job, now, known, n_failed, n_done)
   local f = known or redis.call('HMGET', job, 'listed', 'total', 'status', 'finished_at')
   if f[1] ~= '1' or f[4] then return 0 end
-  local n_done = redis.call('SCARD', job .. ':done')
+  n_done = n_done or redis.call('SCARD', job .. ':done')
   n_failed = n_failed or redis.call('HLEN', job .. ':failed')
   if n_done + n_failed < tonumber(f[2] or '0') then return 0 end
   if f[3] == 'running' then
