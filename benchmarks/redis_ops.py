@@ -14,6 +14,10 @@ Measured in one run, on this machine:
 
 Then: processes one Redis feeds = Redis ops/s / (ops/image x images/s per process).
 
+Redis CPU is given whole (``INFO cpu`` around the job) and without Redis's idle cost over the
+same wall (its timers and the idle worker's polling, measured over a quiet spell just before):
+idle CPU grows with the wall, so a slower run pays more of it per image.
+
 Usage::
 
     .venv/bin/python -m benchmarks.redis_ops --images 200 --batch-size 8
@@ -46,6 +50,13 @@ def commandstats(client: redis.Redis) -> dict[str, int]:
     """Calls per command since the server started."""
     info = client.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in info.items()}
+
+
+def command_us(client: redis.Redis) -> dict[str, int]:
+    """Microseconds spent in each command since the server started (a script's own commands
+    count both on their own line and in EVALSHA's)."""
+    info = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["usec"]) for name, v in info.items()}
 
 
 def cpu_s(client: redis.Redis) -> float:
@@ -87,6 +98,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--idle-s", type=float, default=5.0, help="quiet spell measured first")
     args = parser.parse_args()
     photos = sorted(p for p in (shared_data() / "media" / "images").iterdir() if p.is_file())
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as server:
@@ -109,7 +121,13 @@ def main() -> None:
         jobs = JobStore.from_url(server.url)
         try:
             time.sleep(2)  # let the worker's start-up chatter pass
+            # Redis's own idle cost (its timers, the idle worker's polling) over a quiet spell,
+            # so that what the job itself cost can be told apart from the wall it took.
+            idle_start, idle_cpu = time.monotonic(), cpu_s(client)
+            time.sleep(args.idle_s)
+            idle_rate = (cpu_s(client) - idle_cpu) / (time.monotonic() - idle_start)
             before, cpu_before, start = commandstats(client), cpu_s(client), time.monotonic()
+            us_before = command_us(client)
             done = submit(settings, create_app(settings), str(folder), f"{tmp}/out", "yolox-nano")
             # Blocks in Redis on the job's finished token (BLMOVE), not a polling loop.
             waits = 0
@@ -117,6 +135,7 @@ def main() -> None:
                 waits += 1
             wall = time.monotonic() - start
             after, cpu_used = commandstats(client), cpu_s(client) - cpu_before
+            us_after = command_us(client)
         finally:
             worker.stop()
         delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
@@ -130,8 +149,12 @@ def main() -> None:
             f"{wall:.1f} s, {rate:.1f} images/s"
         )
         print(f"Redis commands per image: {per_image:.2f}  ({total} in all)")
+        spent = {k: us_after[k] - us_before.get(k, 0) for k in delta}
         for name, calls in sorted(delta.items(), key=lambda kv: -kv[1])[:16]:
-            print(f"  {name:<12} {calls / args.images:6.2f} per image")
+            print(
+                f"  {name:<12} {calls / args.images:6.2f} per image, "
+                f"{spent[name] / args.images:6.1f} us per image in the command"
+            )
         rates = redis_benchmark(server.port, args.requests)
         for name, value in rates.items():
             print(f"redis-benchmark {name:<6} {value:>10.0f} ops/s")
@@ -147,6 +170,14 @@ def main() -> None:
             f"Redis CPU per image: {per_image_cpu * 1e6:.0f} us -> one Redis core serves "
             f"{1 / per_image_cpu:.0f} images/s = {1 / per_image_cpu / rate:.0f} processes "
             f"at {rate:.1f} images/s each"
+        )
+        # Idle CPU grows with the wall, not with the work: a slower job (a loaded machine, a
+        # slower model) pays more of it per image. Without it, what the images themselves cost:
+        net = max(0.0, cpu_used - idle_rate * wall) / args.images
+        print(
+            f"  of which idle (Redis alone, {idle_rate * 1e3:.2f} ms/s over the {wall:.1f} s "
+            f"wall): {idle_rate * wall / args.images * 1e6:.0f} us; the images' own: "
+            f"{net * 1e6:.0f} us -> one Redis core serves {1 / max(net, 1e-9):.0f} images/s"
         )
 
 

@@ -18,23 +18,17 @@ Images and video messages share this. A unit is an image, a whole video (plan, m
 video segment (``clip.mp4#3``); a video unit's failure is recorded by the ``fail`` hook the video
 task passes (a failed segment fails its video through the segment barrier).
 
-`Guard.begin` decides whether a unit runs: one that is done is skipped; one that killed its process
-``max_crashes`` times while it ran alone is recorded as failed (a poison unit) instead; one that was
-in a message whose process died runs alone (`LeaseStore.mark`), so that a death is charged to it
-only; and an image
-whose outputs are already complete is counted done without running (`workers.resume`; not with
-``submit --force``, nor when the output root was empty at submit, nor when a following job saw
-it rewritten).
-
-Image outcomes wait in the guard and reach Redis in one call per message (`JobStore.record_many`),
-or every `FLUSH_S` seconds in a long message, so progress stays live.
+`Guard.begin` passes a unit through the safeguards (`workers.safeguards.CHAIN`: skip done units,
+fail poison units, run suspects alone, resume complete outputs); every outcome then takes one
+road: the message's recorder (`workers.recorders`: an image message's outcomes in one call that
+also releases the lease, a video unit's at once), then the observers, then the report if the job
+ended.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -46,20 +40,13 @@ from framefleet.core.messages import ImageBatch, Message
 from framefleet.inference.pipeline import ItemResult, worker_id
 from framefleet.queue import queue_name, task_options
 from framefleet.report import write_reports
-from framefleet.state.jobs import Outcome
+from framefleet.state.jobs import JobStore
 from framefleet.state.leases import Begun
-from workers import runtime
-from workers.resume import existing_result
+from workers.recorders import FailHook, ImageRecorder, OutcomeRecorder, VideoRecorder
 from workers.runtime import WorkerRuntime
+from workers.safeguards import CHAIN, Safeguard
 
 log = logging.getLogger(__name__)
-
-
-FLUSH_S = 1.0
-"""Longest time an image outcome waits in the guard before it is recorded (live progress)."""
-
-FailHook = Callable[[ItemResult], tuple[bool, bool]]
-"""Records the failure of a video unit: (it failed its video now, that completed the job)."""
 
 
 def units(job: Message) -> tuple[str, ...]:
@@ -68,7 +55,16 @@ def units(job: Message) -> tuple[str, ...]:
 
 
 class Guard:
-    """The lease and the outcomes of one running message."""
+    """The lease and the outcomes of one running message.
+
+    Args:
+        rt: the worker process's runtime.
+        lease_id: the message's lease (its Celery task id).
+        job: the message.
+        begun: what taking the lease found (`LeaseStore.begin`).
+        fail: records a failed video unit (images are recorded in the job directly).
+        chain: the safeguards a unit passes before it runs (`workers.safeguards.CHAIN`).
+    """
 
     def __init__(
         self,
@@ -77,79 +73,67 @@ class Guard:
         job: Message,
         begun: Begun,
         fail: FailHook | None = None,
+        chain: tuple[Safeguard, ...] = CHAIN,
     ) -> None:
         self.rt = rt
         self.lease_id = lease_id
         self.job = job
         self.begun = begun
-        # fresh_output: the output root was empty at submit, so no earlier outputs to look for.
-        self.resume = isinstance(job, ImageBatch) and not (
-            begun.params.get("force") or begun.params.get("fresh_output")
+        self.chain = chain
+        self.units = units(job)
+        self.batch = isinstance(job, ImageBatch)
+        self.recorder: OutcomeRecorder = (
+            ImageRecorder(rt.jobs, job.job_id, lease_id)
+            if self.batch
+            else VideoRecorder(rt.jobs, rt.leases, job.job_id, lease_id, fail)
         )
         self.settled: set[str] = set()
         self.failed: list[ItemResult] = []
         self.handed_over = False
         self.released = False
-        self._fail = fail
-        self._alone = ""
-        self._pending: list[Outcome] = []
-        self._flushed_at = time.monotonic()
+        self.alone = ""
+        """The unit running alone under the lease ("" while the units run together)."""
+        self.counted: set[str] = (
+            set(self.units) if len(self.units) == 1 and self.units[0] in begun.crashes else set()
+        )
+        """Units whose start alone is counted and not yet settled (`LeaseStore.mark`)."""
 
     @property
     def suspects(self) -> set[str]:
         """Units of a message whose process died: they run alone, first."""
         return set(self.begun.crashes)
 
-    def begin(self, item: str) -> bool:
-        """Decide whether ``item`` runs; False if not (done, failed here as poison, resumed)."""
-        if item in self.begun.done:
-            self.settled.add(item)
-            return False
-        limit = self.rt.settings.max_crashes
-        crashes = self.begun.crashes.get(item, 0)
-        if crashes >= limit:
-            self.record(
-                ItemResult(
-                    item=item,
-                    ok=False,
-                    error="WorkerCrashed",
-                    message=(
-                        f"{item}: its worker process died or hung past the time limit {crashes} "
-                        f"times while processing it (killed, out of memory, or a crash in native "
-                        f"code); not retried again (FRAMEFLEET_MAX_CRASHES={limit}). Check the "
-                        "file, then `framefleet retry`"
-                    ),
-                )
-            )
-            return False
-        alone = item if item in self.begun.crashes and len(units(self.job)) > 1 else ""
-        if alone != self._alone:  # a suspect runs alone; after the suspects, the rest together
-            self.rt.leases.mark(self.lease_id, alone)
-            self._alone = alone
-        rewritten = item in self.begun.redo
-        if self.resume and not rewritten and (done := self._existing(item)) is not None:
-            self.record(done)
+    def begin(self, unit: str) -> bool:
+        """Pass ``unit`` through the safeguards; False if it is not to run (settled, or given
+        its outcome here: failed as poison, resumed)."""
+        for safeguard in self.chain:
+            verdict = safeguard.before(self, unit)
+            if verdict is None:
+                continue
+            if verdict is False:
+                self.settled.add(unit)
+            elif isinstance(verdict, ItemResult):
+                self.record(verdict)
             return False
         return True
 
-    def _existing(self, item: str) -> ItemResult | None:
-        """The item's complete outputs from an earlier run, if any (resume)."""
-        try:
-            label = self.rt.models.get(self.job.model, self.job.engine).adapter.label
-        except Exception:  # the model does not load: let the item fail with that reason
-            return None
-        dst = self.rt.storage(self.job.output_uri)
-        return existing_result(item, dst, self.job.model, label)
-
     def resend(self, item: str) -> None:
         """``item`` failed transiently and goes out again in a retry message."""
-        self.settled.add(item)
+        self.settle(item)
 
     def settle(self, unit: str) -> None:
-        """A video ``unit``'s outcome is recorded (by the caller) or resent."""
-        if unit in self.begun.crashes:
-            self.rt.leases.clear_crashes(self.job.job_id, [unit])
+        """``unit`` is done with here (its outcome recorded, or resent): a start of it counted
+        alone did not die, so it is uncounted."""
+        if unit in self.counted:
+            self.counted.discard(unit)
+            self.rt.leases.uncount(self.job.job_id, unit)
         self.settled.add(unit)
+
+    def uncount_unsettled(self) -> None:
+        """Uncount the starts of units that ended here without an outcome or a resend (a message
+        that skipped them): they did not die."""
+        for unit in sorted(self.counted):
+            self.settle(unit)
 
     def retry(self, task: Task, again: Message, countdown_s: float) -> Retry:
         """Send ``again`` (the units to retry) after ``countdown_s``; the exception to raise.
@@ -163,43 +147,29 @@ class Guard:
         return task.retry(args=[again.encode()], countdown=countdown_s, **task_options(again))
 
     def record(self, result: ItemResult) -> None:
-        """Record the final outcome of ``result.item``: an image's waits for `flush`; a video
-        unit's is recorded now (and the report written if that ended the job)."""
+        """Record the final outcome of ``result.item`` through the message's recorder, tell the
+        observers, and write the report if that ended the job."""
         if not result.ok:
             log.warning("%s of job %s failed: %s", result.item, self.job.job_id, result.message)
             self.failed.append(result)
-        self.settled.add(result.item)
-        outcome = Outcome(result.item, result.ok, result.reason(), result.classes, result.frames)
-        if isinstance(self.job, ImageBatch):
-            self._pending.append(outcome)
-            self.rt.observers.on_item(self.job, result, "done" if result.ok else "failed")
-            if time.monotonic() - self._flushed_at >= FLUSH_S:
-                self.flush(release=False)
-            return
-        counted, ended = True, False
-        if not result.ok and self._fail is not None:
-            counted, ended = self._fail(result)
-            self.settle(result.item)
+        counted, ended = self.recorder.record(result)
+        if self.batch:  # the record itself clears the item's count
+            self.counted.discard(result.item)
+            self.settled.add(result.item)
         else:
-            decided = self.rt.jobs.record_many(self.job.job_id, [outcome])
-            ended = decided.completed or decided.stopped
+            self.settle(result.item)
         if counted:
             self.rt.observers.on_item(self.job, result, "done" if result.ok else "failed")
         if ended:
-            report(self.job.job_id)
+            report(self.rt.jobs, self.job.job_id)
 
     def flush(self, release: bool) -> None:
-        """Record the image outcomes waiting here, in one call; with ``release`` the message is
-        finished and its lease is released in the same call."""
-        self._flushed_at = time.monotonic()
-        if not self._pending and not release:
-            return
-        lease = self.lease_id if release else ""
-        decided = self.rt.jobs.record_many(self.job.job_id, self._pending, lease)
-        self._pending = []
-        self.released = release
-        if decided.completed or decided.stopped:
-            report(self.job.job_id)
+        """Record what waits in the recorder; with ``release`` the message is finished and its
+        lease released in the same call."""
+        ended = self.recorder.flush(release)
+        self.released = self.released or release
+        if ended:
+            report(self.rt.jobs, self.job.job_id)
 
     def fail_unsettled(self, exc: BaseException) -> None:
         """Record every unit without an outcome as failed with ``exc`` as the reason."""
@@ -226,17 +196,17 @@ class Guard:
 
 @contextmanager
 def guarded(
-    task: Task, job: Message, task_name: str, fail: FailHook | None = None
+    rt: WorkerRuntime, task: Task, job: Message, task_name: str, fail: FailHook | None = None
 ) -> Iterator[Guard | None]:
     """Run a task body under a lease; yields None when the message is to be skipped.
 
     ``fail`` records a failed video unit (images are recorded in the job directly).
     """
-    rt = runtime.current()
     lease_id = str(task.request.id or f"{job.job_id}:{job.kind}:{_number(job)}")
     queue = queue_name(job.model)
+    body, limit = job.encode(), rt.settings.max_crashes
     begun = rt.leases.begin(
-        lease_id, job.job_id, task_name, queue, job.encode(), worker_id(), units(job)
+        lease_id, job.job_id, task_name, queue, body, worker_id(), units(job), limit
     )
     if begun.status is None:
         log.error("dropped %s of unknown job %s (deleted, or another Redis)", job.kind, job.job_id)
@@ -272,6 +242,11 @@ def guarded(
             log.error("could not record the failure (%s); the lease is kept for a sweeper", again)
     finally:
         rt.heartbeat.drop(lease_id)
+        if release:
+            try:
+                guard.uncount_unsettled()
+            except BrokerError as exc:  # a start left counted: one death too many, at worst
+                log.error("could not uncount the starts of %s: %s", sorted(guard.counted), exc)
         if release and not guard.handed_over and not guard.released:
             try:
                 rt.leases.release(lease_id)
@@ -279,10 +254,10 @@ def guarded(
                 log.error("could not release lease %s: %s", lease_id, exc)
 
 
-def report(job_id: str) -> None:
-    """Write the job's reports (the caller completed the job)."""
+def report(jobs: JobStore, job_id: str) -> None:
+    """Write the job's reports (the caller ended the job)."""
     try:
-        page = write_reports(runtime.current().jobs, job_id)
+        page = write_reports(jobs, job_id)
         log.info("job %s complete; report: %s", job_id, page)
     except Exception as exc:  # the outputs are safe; only the report is late
         log.error(

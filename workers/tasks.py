@@ -41,10 +41,10 @@ def register(app: Celery) -> None:
         job = _decode(ImageBatch, message)
         if job is None:
             return {"outcome": "dropped: malformed message"}
-        with guarded(self, job, TASK_IMAGE_BATCH) as guard:
+        rt = runtime.current()
+        with guarded(rt, self, job, TASK_IMAGE_BATCH) as guard:
             if guard is None:
                 return {"job": job.job_id, "outcome": "skipped: job not running or unknown"}
-            rt = runtime.current()
             src, dst = rt.storage(job.input_uri), rt.storage(job.output_uri)
 
             def run(items: tuple[str, ...]) -> Iterator[ItemResult]:

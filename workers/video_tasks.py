@@ -36,7 +36,9 @@ from framefleet.inference.video.segment import process_segment
 from framefleet.queue import TASK_VIDEO_MERGE, TASK_VIDEO_PLAN, TASK_VIDEO_SEGMENT, send_job
 from framefleet.state.videos import SegmentOutcome, VideoStore
 from workers import cores, runtime
-from workers.guard import FailHook, Guard, guarded
+from workers.guard import Guard, guarded
+from workers.recorders import FailHook
+from workers.runtime import WorkerRuntime
 from workers.tasks import STOPPED, _decode
 
 DROPPED = {"outcome": "dropped: malformed message"}
@@ -53,10 +55,10 @@ def register(app: Celery) -> None:
         job = _decode(VideoPlan, message)
         if job is None:
             return DROPPED
-        with guarded(self, job, TASK_VIDEO_PLAN) as guard:
+        rt = runtime.current()
+        with guarded(rt, self, job, TASK_VIDEO_PLAN) as guard:
             if guard is None:
                 return _skipped(job)
-            rt = runtime.current()
             videos = VideoStore(rt.jobs)
             if videos.state(job.job_id, job.item) not in ("", "running"):
                 return {"job": job.job_id, "outcome": "skipped: video past its segments"}
@@ -86,10 +88,10 @@ def register(app: Celery) -> None:
         job = _decode(VideoSegment, message)
         if job is None:
             return DROPPED
-        with guarded(self, job, TASK_VIDEO_SEGMENT, fail=_segment_failed(job)) as guard:
+        rt = runtime.current()
+        with guarded(rt, self, job, TASK_VIDEO_SEGMENT, fail=_segment_failed(rt, job)) as guard:
             if guard is None:
                 return _skipped(job)
-            rt = runtime.current()
             videos = VideoStore(rt.jobs)
             state = videos.state(job.job_id, job.item)
             if state == "merging":
@@ -136,12 +138,12 @@ def register(app: Celery) -> None:
         job = _decode(VideoMerge, message)
         if job is None:
             return DROPPED
-        with guarded(self, job, TASK_VIDEO_MERGE, fail=_merge_failed(job)) as guard:
+        rt = runtime.current()
+        with guarded(rt, self, job, TASK_VIDEO_MERGE, fail=_merge_failed(rt, job)) as guard:
             if guard is None:
                 return _skipped(job)
             if not guard.begin(job.item):
                 return {"job": job.job_id, "outcome": "skipped: merged by an earlier run"}
-            rt = runtime.current()
             with rt.observers.message(job):
                 dst = rt.storage(job.output_uri)
                 try:
@@ -167,13 +169,13 @@ def _skipped(job: Message) -> dict[str, Any]:
     return {"job": job.job_id, "outcome": "skipped: job not running or unknown"}
 
 
-def _segment_failed(job: VideoSegment) -> FailHook:
+def _segment_failed(rt: WorkerRuntime, job: VideoSegment) -> FailHook:
     """Records a failed segment in its video's barrier, which fails the video (once)."""
 
     def fail(result: ItemResult) -> tuple[bool, bool]:
         where = f"segment {job.segment_no} (frames {job.start_frame}-{job.end_frame})"
         reason = {**result.reason(), "item": job.item, "message": f"{where}: {result.message}"}
-        videos = VideoStore(runtime.current().jobs)
+        videos = VideoStore(rt.jobs)
         outcome = videos.record(job.job_id, job.item, job.segment_no, False, reason)
         failed = outcome in (SegmentOutcome.FAILED, SegmentOutcome.FAILED_JOB_COMPLETE)
         return failed, outcome is SegmentOutcome.FAILED_JOB_COMPLETE
@@ -181,11 +183,10 @@ def _segment_failed(job: VideoSegment) -> FailHook:
     return fail
 
 
-def _merge_failed(job: VideoMerge) -> FailHook:
+def _merge_failed(rt: WorkerRuntime, job: VideoMerge) -> FailHook:
     """Records the video failed in the job, and its segment state as failed."""
 
     def fail(result: ItemResult) -> tuple[bool, bool]:
-        rt = runtime.current()
         completed = rt.jobs.record(job.job_id, job.item, ok=False, reason=result.reason())
         VideoStore(rt.jobs).settle(job.job_id, job.item, merged=False, error=result.message)
         return True, completed
@@ -197,7 +198,7 @@ def _video_failed(
     task: Task, guard: Guard, job: VideoPlan | VideoMerge, result: ItemResult
 ) -> dict[str, Any]:
     """Retry a transient failure, else record the video failed (and raise `ItemsFailed`)."""
-    rt = runtime.current()
+    rt = guard.rt
     if result.transient and job.attempt < rt.settings.max_retries:
         guard.settle(job.item)
         raise _retry(task, guard, job, rt.settings.retry_backoff_s)

@@ -18,12 +18,14 @@ must exceed the longest task). A lease gives it back within about a minute inste
   leases forward and names the claimer, so of hundreds of sweepers exactly one gets each lease; it
   re-enqueues the message and releases the lease. A sweeper that dies between the two leaves a lease
   that expires again: at-least-once.
-- Poison items, counted on the rare path only: a lease names the units of its message (and, while
-  one runs alone, that unit). Whoever finds a lease whose holder died (a sweeper, or the
-  redelivered message taking it over) marks its units without an outcome as suspects, once, and
-  charges the death to the unit that ran alone. `begin` returns the suspects: they run again one
-  at a time (`mark`), so a poison unit's deaths are its own, and a unit charged ``max_crashes``
-  deaths is failed instead of run again. An outcome clears the mark.
+- Poison items, counted off the hot path: a unit that runs alone (the only unit of its message,
+  or a suspect run by itself: `mark`) counts its start when it begins, and its outcome or resend
+  uncounts it, so a start left counted died with its process (as copies racing each other see).
+  The units of a message that ran together cost nothing until its holder dies: whoever finds the
+  lease (a sweeper, or the redelivered message taking it over) marks those without an outcome as
+  suspects, once. `begin` returns the counts: suspects run again one at a time, so a poison
+  unit's deaths are its own, and a unit with ``max_crashes`` starts that died is failed instead of
+  run again. An outcome clears the count.
 
 Redoing is harmless: outputs go to keys derived from the input, and outcomes are counted once.
 """
@@ -69,8 +71,8 @@ class Begun:
             ``cancelled``, ``failed``, ``done``: not taken, skip the message; None: no such job.
         params: the job's spec (`JobRecord.params`), when taken.
         done: units that already succeeded (a redelivered message skips them).
-        crashes: suspects: units that were in a message whose process died -> the deaths charged
-            to them (a death while the unit ran alone; 0 if it ran with others).
+        crashes: units that run alone or are suspects -> their earlier starts alone that died
+            (0: a suspect that ran with others, or a unit on its first start alone).
         redo: units a following job saw rewritten since enqueued (their old outputs don't count).
     """
 
@@ -120,12 +122,14 @@ class LeaseStore:
         body: dict[str, Any],
         holder: str,
         units: Sequence[str],
+        max_crashes: int = defaults.MAX_CRASHES,
     ) -> Begun:
         """Take the lease on a message of job ``job_id`` if the job is still live, and read what
-        its ``units`` need to know to run (one call)."""
+        its ``units`` need to know to run (one call). A unit with ``max_crashes`` starts that died
+        is not named in the lease as running: it is to be failed, not run."""
         keys = [self.keys.job(job_id), self.keys.leases, self.keys.lease(lease_id)]
         args: list[Any] = [lease_id, job_id, task, queue, json.dumps(body), holder]
-        args += [time.time() + self.ttl_s, json.dumps(list(units)), *units]
+        args += [time.time() + self.ttl_s, json.dumps(list(units)), max_crashes, *units]
         reply = self.conn.script("lease_begin", keys, args)
         if len(reply) == 1:
             return Begun(None if reply[0] is None else str(reply[0]))
@@ -138,10 +142,15 @@ class LeaseStore:
             redo=frozenset(u for u, flag in zip(units, redo, strict=False) if flag),
         )
 
-    def mark(self, lease_id: str, unit: str) -> None:
-        """``unit`` now runs alone under the lease ("" : the rest run together): a death now
-        counts against it only."""
-        self.conn.call(self.conn.client.hset, self.keys.lease(lease_id), "item", unit)
+    def mark(self, job_id: str, lease_id: str, unit: str) -> None:
+        """``unit`` now runs alone under the lease ("": the rest run together): its start is
+        counted, and a death now is charged to it only."""
+        keys = [self.keys.job(job_id), self.keys.lease(lease_id)]
+        self.conn.script("lease_alone", keys, [unit])
+
+    def uncount(self, job_id: str, unit: str) -> None:
+        """Uncount a start of ``unit`` that ran alone: it is resent, or was skipped."""
+        self.conn.script("lease_uncount", [self.keys.job_part(job_id, "crashes")], [unit])
 
     def clear_crashes(self, job_id: str, units: Iterable[str]) -> None:
         """Forget the crash counts of ``units`` (their outcome is recorded elsewhere)."""

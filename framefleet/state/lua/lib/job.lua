@@ -95,34 +95,33 @@ local function note_lags(job, items, now, window)
   redis.call('LTRIM', job .. ':follow:lag', 0, window - 1)
 end
 
--- A lease's holder died holding it: its units without an outcome become suspects. A unit that
--- ran alone (the lease's `item`) is charged one death; the units of a message that ran together
--- are only marked (0), so that they run alone next time and a poison unit's deaths are its own.
--- Counted once per death, by whoever finds the lease (a Celery redelivery taking it over, or a
--- sweeper). me: the caller, whose own lease (a call repeated after a dropped reply) is no death.
+-- A unit starts alone (its message's only unit, or a suspect run by itself): its start is counted
+-- at once, and uncounted by its outcome or a resend, so a start left counted is one whose process
+-- died. Returns the starts now counted, this one included.
+local function start_alone(job, unit)
+  redis.call('HSET', job, 'crashed', '1')
+  return redis.call('HINCRBY', job .. ':crashes', unit, 1)
+end
+
+-- A lease's holder died holding it. A unit that ran alone counted its start already; the units of
+-- a message that ran together become suspects (0), so that they run alone next time and a poison
+-- unit's deaths are its own. Marked once per death, by whoever finds the lease (a Celery
+-- redelivery taking it over, or a sweeper). me: the caller, whose own lease (a call repeated
+-- after a dropped reply) is no death.
 local function count_crashes(lease, me)
   local f = redis.call('HMGET', lease, 'job_key', 'item', 'units', 'holder')
   local job, item, units, holder = f[1], f[2], f[3], f[4]
   if not job or not holder or holder == '' or holder == me then return end  -- '': a retry's
-  local items, alone = {}, item and item ~= ''
-  if alone then
-    items = {item}
-  else
-    local ok, decoded = pcall(cjson.decode, units or '[]')
-    if ok and type(decoded) == 'table' then items = decoded end
-  end
-  if #items == 0 then return end
+  if item and item ~= '' then return end
+  local ok, items = pcall(cjson.decode, units or '[]')
+  if not ok or type(items) ~= 'table' or #items == 0 then return end
   local done = redis.call('SMISMEMBER', job .. ':done', unpack(items))
-  local counted = false
+  local marked = false
   for i, name in ipairs(items) do
     if done[i] == 0 and redis.call('HEXISTS', job .. ':failed', name) == 0 then
-      if alone then
-        redis.call('HINCRBY', job .. ':crashes', name, 1)
-      else
-        redis.call('HSETNX', job .. ':crashes', name, 0)
-      end
-      counted = true
+      redis.call('HSETNX', job .. ':crashes', name, 0)
+      marked = true
     end
   end
-  if counted then redis.call('HSET', job, 'crashed', '1') end
+  if marked then redis.call('HSET', job, 'crashed', '1') end
 end
