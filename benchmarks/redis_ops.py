@@ -59,6 +59,11 @@ def command_us(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["usec"]) for name, v in info.items()}
 
 
+def round_trips(client: redis.Redis) -> int:
+    """Reads Redis served from its clients since it started (a pipeline or a script is one)."""
+    return int(client.info("stats")["total_reads_processed"])
+
+
 def cpu_s(client: redis.Redis) -> float:
     """CPU seconds the server used since it started (user + system, all its threads)."""
     info = client.info("cpu")
@@ -127,7 +132,7 @@ def main() -> None:
             time.sleep(args.idle_s)
             idle_rate = (cpu_s(client) - idle_cpu) / (time.monotonic() - idle_start)
             before, cpu_before, start = commandstats(client), cpu_s(client), time.monotonic()
-            us_before = command_us(client)
+            us_before, reads_before = command_us(client), round_trips(client)
             done = submit(settings, create_app(settings), str(folder), f"{tmp}/out", "yolox-nano")
             # Blocks in Redis on the job's finished token (BLMOVE), not a polling loop.
             waits = 0
@@ -135,7 +140,7 @@ def main() -> None:
                 waits += 1
             wall = time.monotonic() - start
             after, cpu_used = commandstats(client), cpu_s(client) - cpu_before
-            us_after = command_us(client)
+            us_after, reads = command_us(client), round_trips(client) - reads_before
         finally:
             worker.stop()
         delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
@@ -149,6 +154,10 @@ def main() -> None:
             f"{wall:.1f} s, {rate:.1f} images/s"
         )
         print(f"Redis commands per image: {per_image:.2f}  ({total} in all)")
+        print(
+            f"round trips (reads Redis served) per image: {reads / args.images:.2f}; the "
+            "benchmark's own INFO and waits included"
+        )
         spent = {k: us_after[k] - us_before.get(k, 0) for k in delta}
         for name, calls in sorted(delta.items(), key=lambda kv: -kv[1])[:16]:
             print(
