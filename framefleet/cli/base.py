@@ -16,8 +16,10 @@ from framefleet.core import defaults
 from framefleet.core.errors import (
     BrokerError,
     ConfigError,
+    InputError,
     ModelError,
     PipelineError,
+    StateError,
     StorageError,
 )
 from framefleet.core.settings import Settings, env_name
@@ -33,9 +35,12 @@ EXIT_DISAGREE = 8  # models verify: the engines disagree beyond the stated toler
 EXIT_INTERRUPTED = 130  # Ctrl-C: the command stopped, the job goes on (128 + SIGINT)
 
 _EXIT_FOR: list[tuple[type[PipelineError], int]] = [
-    (ConfigError, EXIT_CONFIG),
+    # cause -> exit code, first match wins (the one place errors become exit codes)
+    (ConfigError, EXIT_CONFIG),  # a bad option, registry file, unknown model
+    (InputError, EXIT_CONFIG),  # an input with no media, a data set that cannot be used
     (StorageError, EXIT_STORAGE),
-    (BrokerError, EXIT_BROKER),
+    (BrokerError, EXIT_BROKER),  # before StateError: Redis itself is gone
+    (StateError, EXIT_CONFIG),  # an unknown job id, a job that ended, a busy producer
     (ModelError, EXIT_MODEL),
 ]
 

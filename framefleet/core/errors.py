@@ -6,12 +6,13 @@ what arrived, and what to change.
 
     PipelineError
     ├── ConfigError                 bad settings, registry file or CLI option
-    │   ├── UnknownModelError       a model name the registry does not know
-    │   ├── JobNotFound             a job id this Redis does not hold
-    │   │   └── JobItemsExpired     an ended job whose per-item state expired (retention)
+    │   └── UnknownModelError       a model name the registry does not know
+    ├── InputError                  the data given: an input, a labelled data set, one item
+    │   ├── NoMediaError            an input that holds no image or video to process
     │   ├── DatasetError            a labelled data set or ground truth that cannot be used
-    │   ├── JobFinished             a job that already ended (done, failed, cancelled) is final
-    │   └── NoMediaError            an input that holds no image or video to process
+    │   ├── ImageDecodeError        bytes that are not a decodable image  ┐ one item: recorded
+    │   └── VideoOpenError          a video that cannot be opened or      ┘ failed, never retried
+    │                               decoded, has no frame, or ends before its header says
     ├── StorageError                anything the storage layer could not do
     │   ├── ObjectNotFound          a key or file that does not exist
     │   ├── BucketNotFound          an S3 bucket that does not exist
@@ -21,15 +22,19 @@ what arrived, and what to change.
     │   ├── ChecksumMismatch        a model or labels file whose sha256 differs from the registry
     │   ├── ModelLoadError          cv2.dnn refused the file, or a required file is missing
     │   └── ExportCheckError        an exported model whose cv2.dnn outputs differ from training
-    ├── InputError                  one item that cannot be processed (recorded, never retried)
-    │   ├── ImageDecodeError        bytes that are not a decodable image
-    │   └── VideoOpenError          a video that cannot be opened or decoded, has no frame, or
-    │                               ends before its header says (truncated)
+    ├── StateError                  the fleet's shared state (Redis) says no
+    │   ├── BrokerError             Redis (broker or job state) unreachable
+    │   ├── JobNotFound             a job id this Redis does not hold
+    │   │   └── JobItemsExpired     an ended job whose per-item state expired (retention)
+    │   ├── JobFinished             a job that already ended (done, failed, cancelled) is final
+    │   └── ProducerBusy            another live producer lists that job
     ├── ItemsFailed                 a task some of whose items finally failed (after recording)
-    ├── JobDecodeError              a queue message that is not a valid one
+    ├── JobDecodeError              a queue message or stored job spec that is not a valid one
     ├── DocumentError               a result document that is not one this version reads
-    ├── BrokerError                 Redis (broker or job state) unreachable
     └── RetryableError              a transient failure worth another attempt
+
+The tree is by cause; the CLI maps causes to exit codes in one table at its edge
+(`framefleet.cli.base`).
 """
 
 from __future__ import annotations
@@ -47,7 +52,12 @@ class UnknownModelError(ConfigError):
     """A model name that is not in the registry."""
 
 
-class JobNotFound(ConfigError):
+class StateError(PipelineError):
+    """The fleet's shared state (Redis) cannot do what was asked: it is unreachable, or the job
+    is not there or no longer takes this."""
+
+
+class JobNotFound(StateError):
     """No job with that id in this Redis (deleted, or another Redis)."""
 
 
@@ -56,21 +66,26 @@ class JobItemsExpired(JobNotFound):
     from Redis; its record and counts are still there."""
 
 
-class DatasetError(ConfigError):
-    """A labelled data set (ImageFolder layout) or ground-truth file that cannot be used: too few
-    classes or items, an unknown layout, a truth file that does not parse."""
-
-
-class JobFinished(ConfigError):
+class JobFinished(StateError):
     """The job already ended (done, failed or cancelled); a finished job is final."""
 
 
-class ProducerBusy(ConfigError):
+class ProducerBusy(StateError):
     """Another live producer is listing that job."""
 
 
-class NoMediaError(ConfigError):
+class InputError(PipelineError):
+    """Data that cannot be used: a whole input, a labelled data set, or one item (an item is
+    recorded as failed and not retried)."""
+
+
+class NoMediaError(InputError):
     """The input holds no image or video (an empty folder, or only other files)."""
+
+
+class DatasetError(InputError):
+    """A labelled data set (ImageFolder layout) or ground-truth file that cannot be used: too few
+    classes or items, an unknown layout, a truth file that does not parse."""
 
 
 class StorageError(PipelineError):
@@ -106,10 +121,6 @@ class ExportCheckError(ModelError):
     than the stated tolerance; the export is refused."""
 
 
-class InputError(PipelineError):
-    """One input item cannot be processed; it is recorded as failed and not retried."""
-
-
 class ImageDecodeError(InputError):
     """The bytes are not an image OpenCV can decode."""
 
@@ -135,7 +146,7 @@ class JobDecodeError(PipelineError):
     """A queue message is not a valid framefleet job."""
 
 
-class BrokerError(PipelineError):
+class BrokerError(StateError):
     """Redis, as broker or job-state store, is unreachable or misbehaving."""
 
 
