@@ -143,7 +143,7 @@ class DocumentError(PipelineError):
 
 
 class JobDecodeError(PipelineError):
-    """A queue message is not a valid framefleet job."""
+    """A queue message, or a job spec stored in Redis, that is not a valid one."""
 
 
 class BrokerError(StateError):

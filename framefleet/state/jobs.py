@@ -52,14 +52,13 @@ class Outcome:
     frames: int = 1
 
     def to_json(self) -> dict[str, Any]:
-        """What ``job_record.lua`` reads."""
-        return {
-            "item": self.item,
-            "ok": self.ok,
-            "reason": json.dumps(dict(self.reason)),
-            "classes": dict(self.classes) or None,
-            "frames": self.frames,
-        }
+        """What ``job_record.lua`` reads: a success's classes and frames, a failure's reason."""
+        if not self.ok:
+            return {"item": self.item, "ok": False, "reason": json.dumps(dict(self.reason))}
+        out: dict[str, Any] = {"item": self.item, "ok": True, "frames": self.frames}
+        if self.classes:
+            out["classes"] = dict(self.classes)
+        return out
 
 
 @dataclass(frozen=True)
