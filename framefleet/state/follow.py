@@ -274,10 +274,6 @@ class FollowStore:
         )
         return bool(state == FOLLOWING and status in ("listing", "running"))
 
-    def is_followed(self, job_id: str) -> bool:
-        """True if ``job_id`` is, or was, a following job."""
-        return bool(self._call(self.client.exists, self._key(job_id)))
-
     def is_redo(self, job_id: str, item: str) -> bool:
         """True if ``item`` was rewritten since it was enqueued (its old outputs do not count)."""
         return bool(self._call(self.client.sismember, self._key(job_id, "redo"), item))

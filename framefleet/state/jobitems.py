@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -66,19 +66,6 @@ class JobItems:
             yield from self.conn.client.sscan_iter(self.keys.job_part(job_id, "done"), count=1000)
         except redis.RedisError as exc:
             raise BrokerError(f"Redis at {self.conn.describe()} failed: {exc}") from exc
-
-    def is_done(self, job_id: str, item: str) -> bool:
-        """True if ``item`` already succeeded."""
-        key = self.keys.job_part(job_id, "done")
-        return bool(self.conn.call(self.conn.client.sismember, key, item))
-
-    def done_among(self, job_id: str, items: Sequence[str]) -> set[str]:
-        """Which of ``items`` already succeeded, in one round trip."""
-        if not items:
-            return set()
-        key = self.keys.job_part(job_id, "done")
-        flags = self.conn.call(self.conn.client.smismember, key, list(items))
-        return {item for item, flag in zip(items, flags, strict=True) if flag}
 
     def require_items(self, job_id: str) -> None:
         """Check that the job's per-item state (done items, failures) is still in Redis.

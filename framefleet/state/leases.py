@@ -152,13 +152,6 @@ class LeaseStore:
         """Uncount a start of ``unit`` that ran alone: it is resent, or was skipped."""
         self.conn.script("lease_uncount", [self.keys.job_part(job_id, "crashes")], [unit])
 
-    def clear_crashes(self, job_id: str, units: Iterable[str]) -> None:
-        """Forget the crash counts of ``units`` (their outcome is recorded elsewhere)."""
-        names = list(units)
-        if names:
-            key = self.keys.job_part(job_id, "crashes")
-            self.conn.call(self.conn.client.hdel, key, *names)
-
     def renew(self, lease_ids: Iterable[str], holder: str) -> int:
         """Push the deadlines of ``lease_ids`` held by ``holder`` forward; how many were."""
         ids = list(lease_ids)
@@ -219,11 +212,6 @@ class LeaseStore:
 
         rows = self.conn.call(read)
         return [(i, h or "", it or "") for i, (h, it) in rows]
-
-    def units(self, lease_id: str) -> list[str]:
-        """The units the lease's message carries (for tools and tests)."""
-        raw = self.conn.call(self.conn.client.hget, self.keys.lease(lease_id), "units")
-        return list(json.loads(raw or "[]"))
 
 
 class Heartbeat:
