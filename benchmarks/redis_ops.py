@@ -16,11 +16,13 @@ Then: processes one Redis feeds = Redis ops/s / (ops/image x images/s per proces
 
 Redis CPU is given whole (``INFO cpu`` around the job) and without Redis's idle cost over the
 same wall (its timers and the idle worker's polling, measured over a quiet spell just before):
-idle CPU grows with the wall, so a slower run pays more of it per image.
+idle CPU grows with the wall, so a slower run pays more of it per image. Then the fleet state's
+own two calls per message are timed alone, back to back and with Redis idling between them:
+where waking Redis is dear (a small VM), that gap is most of what a lone worker costs it.
 
 Usage::
 
-    .venv/bin/python -m benchmarks.redis_ops --images 200 --batch-size 8
+    .venv/bin/python -m benchmarks.redis_ops --images 300 --batch-size 8 [--concurrency 2]
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from framefleet.core.settings import Settings
 from framefleet.queue import create_app
 from framefleet.services.processes import start_worker
 from framefleet.services.redis import RedisServer
-from framefleet.state.jobs import JobStore
+from framefleet.state.jobs import JobStore, Outcome
+from framefleet.state.leases import LeaseStore
 from producer.submit import submit
 
 BENCH_TESTS = "get,set,lpush,rpop,sadd,hset"
@@ -98,12 +101,36 @@ def redis_benchmark(port: int, requests: int) -> dict[str, float]:
     return rates
 
 
+def script_cost(url: str, messages: int, gap_s: float) -> float:
+    """Redis CPU seconds per message for the two calls a message of 8 images makes to the fleet
+    state (`LeaseStore.begin`, `JobStore.record_many`), ``gap_s`` apart: back to back (Redis
+    busy) or with pauses (Redis idles and wakes for each call, as it does beside one worker)."""
+    jobs = JobStore.from_url(url, prefix="framefleet-bench")
+    leases = LeaseStore(jobs.conn, jobs.keys)
+    job_id = jobs.create("file:///in/", "file:///out/", "yolox-nano")
+    jobs.add_items(job_id, messages * 8)
+    jobs.finish_listing(job_id)
+    client = jobs.client
+    start = cpu_s(client)
+    for m in range(messages):
+        items = [f"{m:05d}_{i}.jpg" for i in range(8)]
+        leases.begin(f"bench-{m}", job_id, "t", "q", {"items": items}, "bench:1", items)
+        time.sleep(gap_s)
+        outcomes = [Outcome(item, True, classes={"person": 2}) for item in items]
+        jobs.record_many(job_id, outcomes, f"bench-{m}")
+        time.sleep(gap_s)
+    return (cpu_s(client) - start) / messages
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--idle-s", type=float, default=5.0, help="quiet spell measured first")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="worker processes (Redis idles less between)"
+    )
     args = parser.parse_args()
     photos = sorted(p for p in (shared_data() / "media" / "images").iterdir() if p.is_file())
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as server:
@@ -116,12 +143,12 @@ def main() -> None:
         settings = Settings(
             redis_url=server.url,
             model_dir=model_dir(shared_data()),
-            concurrency=1,
+            concurrency=args.concurrency,
             batch_size=args.batch_size,
             cv_threads=1,
         )
         env = {**os.environ, **settings.to_env()}
-        worker = start_worker("ops", env, Path(tmp), "--concurrency", "1")
+        worker = start_worker("ops", env, Path(tmp), "--concurrency", str(args.concurrency))
         client = redis.Redis.from_url(server.url)
         jobs = JobStore.from_url(server.url)
         try:
@@ -148,10 +175,11 @@ def main() -> None:
         delta = {k: v for k, v in delta.items() if v > 0 and k != "info"}
         total = sum(delta.values())
         per_image = total / args.images
-        rate = args.images / wall
+        rate = args.images / wall / args.concurrency  # per worker process
         print(
-            f"job: {args.images} images, batch {args.batch_size}, 1 worker process: "
-            f"{wall:.1f} s, {rate:.1f} images/s"
+            f"job: {args.images} images, batch {args.batch_size}, {args.concurrency} worker "
+            "process(es): "
+            f"{wall:.1f} s, {rate * args.concurrency:.1f} images/s"
         )
         print(f"Redis commands per image: {per_image:.2f}  ({total} in all)")
         print(
@@ -164,6 +192,14 @@ def main() -> None:
                 f"  {name:<12} {calls / args.images:6.2f} per image, "
                 f"{spent[name] / args.images:6.1f} us per image in the command"
             )
+        busy = script_cost(server.url, 300, 0.0)
+        woken = script_cost(server.url, 40, 0.05) - idle_rate * 0.1
+        print(
+            f"the fleet state's two calls per message, alone: {busy * 1e6:.0f} us of Redis CPU "
+            f"back to back, {woken * 1e6:.0f} us when Redis idles 50 ms before each (idle "
+            "subtracted): on a machine where waking costs this much, Redis CPU per image falls "
+            "as the fleet keeps it busy"
+        )
         rates = redis_benchmark(server.port, args.requests)
         for name, value in rates.items():
             print(f"redis-benchmark {name:<6} {value:>10.0f} ops/s")
