@@ -137,7 +137,8 @@ def submit(
         UnknownModelError: ``model`` is not in the registry.
         ConfigError: the output lies inside the input.
         NoMediaError: the input holds no image or video.
-        StorageError: the input cannot be listed (missing bucket, unreachable endpoint...).
+        StorageError: the input or the output cannot be listed (missing bucket, unreachable
+            endpoint...).
         BrokerError: Redis is unreachable.
     """
     check_model(settings, model, engine)
@@ -146,6 +147,8 @@ def submit(
     listing = input_listing(src, dst, single)
     # Fails fast (missing bucket, no media...) before a job is recorded.
     first, skipped = first_media(src, listing, on_item)
+    # The output too (a missing bucket, an unreachable endpoint): found now, not item by item.
+    fresh_output = holds_nothing(dst)
 
     def keys() -> Iterator[str]:
         nonlocal skipped
@@ -170,7 +173,7 @@ def submit(
 
     jobs = JobStore.from_url(settings.redis_url, item_ttl_s=settings.job_ttl_s)
     jobs.reconnect_s = settings.redis_wait_s  # fail fast at first, then ride out a restart
-    if not force and holds_nothing(dst):
+    if not force and fresh_output:
         # Nothing to resume from: workers skip the per-item look for complete outputs (a HEAD
         # per image on S3, most of a worker's main-thread time beside the forward).
         spec = replace(spec, fresh_output=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import posixpath
 
 from framefleet.core import defaults
-from framefleet.core.errors import StorageError
+from framefleet.core.errors import ObjectNotFound
 from framefleet.core.storage import Storage
 
 
@@ -73,10 +73,15 @@ def is_report_key(key: str) -> bool:
 
 def holds_nothing(dst: Storage) -> bool:
     """True if nothing at all is under the output root ``dst`` (one list request), so no item
-    can have outputs of an earlier run there and workers need not look for them; False when
-    anything is there or the listing fails (workers then check each item, as they always may).
+    can have outputs of an earlier run there and workers need not look for them. A folder not
+    created yet holds nothing. `submit` calls it before any work, so it is also the check that
+    the output can be reached at all.
+
+    Raises:
+        StorageError: the output cannot be listed: its bucket does not exist (`BucketNotFound`),
+            the endpoint is unreachable, or the credentials are refused.
     """
     try:
         return next(iter(dst.list()), None) is None
-    except StorageError:
-        return False
+    except ObjectNotFound:  # a local output folder that the first write creates
+        return True
