@@ -135,9 +135,6 @@ class FollowStore:
     def _key(self, job_id: str, part: str = "") -> str:
         return self.keys.job_part(job_id, f"follow:{part}" if part else "follow")
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return self.conn.call(fn, *args, **kwargs)
-
     def open(
         self,
         job_id: str,
@@ -163,7 +160,7 @@ class FollowStore:
         self, job_id: str, interval_s: float, until: float | None, max_items: int | None
     ) -> None:
         """Set (or, for a producer started again, reset) the interval and the closing rules."""
-        self._call(
+        self.conn.call(
             self.client.hset,
             self._key(job_id),
             mapping={
@@ -182,7 +179,7 @@ class FollowStore:
             BrokerError: Redis is unreachable, or the lock stayed held for a minute.
         """
         lock = self.client.lock(self.keys.opening(ident), timeout=OPENING_LOCK_S)
-        if not self._call(lock.acquire, blocking_timeout=2 * OPENING_LOCK_S):
+        if not self.conn.call(lock.acquire, blocking_timeout=2 * OPENING_LOCK_S):
             raise BrokerError(f"the follow lock of {ident} stayed held for {2 * OPENING_LOCK_S} s")
         try:
             yield
@@ -192,13 +189,14 @@ class FollowStore:
 
     def find(self, ident: str) -> str | None:
         """The id of the job still following as ``ident``, if any (a producer started again)."""
-        job_id: str | None = self._call(self.client.hget, self._index, ident)
+        job_id: str | None = self.conn.call(self.client.hget, self._index, ident)
         if job_id is None:
             return None
         info = self.get(job_id)
-        status = self._call(self.client.hget, self.keys.job(job_id), "status")
+        status = self.conn.call(self.client.hget, self.keys.job(job_id), "status")
         if info is None or not info.following or status not in ("listing", "running"):
-            self._call(self.client.hdel, self._index, ident)  # ended meanwhile (cancel, failure)
+            # it ended meanwhile (cancel, failure)
+            self.conn.call(self.client.hdel, self._index, ident)
             return None
         return job_id
 
@@ -229,15 +227,15 @@ class FollowStore:
     def sent(self, job_id: str, keys: Sequence[str]) -> None:
         """``keys`` are on the broker: a producer started again need not send them."""
         if keys:
-            self._call(self.client.hdel, self._key(job_id, "unsent"), *keys)
+            self.conn.call(self.client.hdel, self._key(job_id, "unsent"), *keys)
 
     def unsent(self, job_id: str) -> list[str]:
         """Keys counted into the job that a killed producer may not have sent (a chunk at most)."""
-        return sorted(self._call(self.client.hkeys, self._key(job_id, "unsent")))
+        return sorted(self.conn.call(self.client.hkeys, self._key(job_id, "unsent")))
 
     def next_batches(self, job_id: str, count: int) -> int:
         """Reserve ``count`` message numbers; return the first."""
-        last = int(self._call(self.client.hincrby, self._key(job_id), "batches", count))
+        last = int(self.conn.call(self.client.hincrby, self._key(job_id), "batches", count))
         return last - count
 
     def tick(self, job_id: str) -> int:
@@ -260,11 +258,11 @@ class FollowStore:
             return False
         key = self._key(job_id, "wake")
         timeout = max(0.01, min(timeout_s, 20.0))  # below the client's socket timeout
-        return self._call(self.client.blmove, key, key, timeout, "RIGHT", "LEFT") is not None
+        return self.conn.call(self.client.blmove, key, key, timeout, "RIGHT", "LEFT") is not None
 
     def cursor(self, job_id: str) -> str:
         """The greatest key listed so far ("" before the first)."""
-        return str(self._call(self.client.hget, self._key(job_id), "cursor") or "")
+        return str(self.conn.call(self.client.hget, self._key(job_id), "cursor") or "")
 
     def is_open(self, job_id: str) -> bool:
         """True while the job follows: not closed, and the job itself not stopped or ended."""
@@ -276,7 +274,7 @@ class FollowStore:
 
     def is_redo(self, job_id: str, item: str) -> bool:
         """True if ``item`` was rewritten since it was enqueued (its old outputs do not count)."""
-        return bool(self._call(self.client.sismember, self._key(job_id, "redo"), item))
+        return bool(self.conn.call(self.client.sismember, self._key(job_id, "redo"), item))
 
     def get(self, job_id: str) -> FollowInfo | None:
         """The follow state of ``job_id``; None if it never followed."""
