@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from tables import assert_tables_match
 
 from benchmarks.procstats import child_pids
 from framefleet.core.jobrecord import JobRecord
@@ -83,7 +84,8 @@ def assert_exactly_once(store: JobStore, record: JobRecord, dst: Storage, keys: 
     - counts: total == inputs == done + failed, and the done set and failed hash are disjoint;
     - each done item has a decodable annotated image and a parseable result JSON;
     - the output holds nothing but those two files per done item (and the report, and what a
-      failed item wrote before it failed), so no item was written under a second name.
+      failed item wrote before it failed), so no item was written under a second name;
+    - the results tables hold one row per item and per box, compacted (`tables`).
     """
     assert record.finished, record
     assert record.total == len(keys) == record.done + record.failed, record
@@ -104,6 +106,8 @@ def assert_exactly_once(store: JobStore, record: JobRecord, dst: Storage, keys: 
     written = {obj.key for obj in dst.list() if not is_report_key(obj.key)}
     assert expected <= written, expected - written
     assert written - expected <= partial, written - expected - partial  # a failed item's leftovers
+    # ...and the results tables hold each item once, with the boxes of its document
+    assert_tables_match(dst, done, failed)
 
 
 def freeze_node_holding(

@@ -42,7 +42,13 @@ from framefleet.queue import queue_name, task_options
 from framefleet.report import write_reports
 from framefleet.state.jobs import JobStore
 from framefleet.state.leases import Begun
-from workers.recorders import FailHook, ImageRecorder, OutcomeRecorder, VideoRecorder
+from workers.recorders import (
+    FailHook,
+    ImageRecorder,
+    OutcomeRecorder,
+    ResultParts,
+    VideoRecorder,
+)
 from workers.runtime import WorkerRuntime
 from workers.safeguards import CHAIN, Safeguard
 
@@ -82,10 +88,12 @@ class Guard:
         self.chain = chain
         self.units = units(job)
         self.batch = isinstance(job, ImageBatch)
+        work = f"b{job.batch_no:07d}" if isinstance(job, ImageBatch) else "v"
+        parts = ResultParts(rt.storage(job.output_uri), job.job_id, work)
         self.recorder: OutcomeRecorder = (
-            ImageRecorder(rt.jobs, job.job_id, lease_id)
+            ImageRecorder(rt.jobs, job.job_id, lease_id, parts)
             if self.batch
-            else VideoRecorder(rt.jobs, rt.leases, job.job_id, lease_id, fail)
+            else VideoRecorder(rt.jobs, rt.leases, job.job_id, lease_id, fail, parts)
         )
         self.settled: set[str] = set()
         self.failed: list[ItemResult] = []

@@ -5,6 +5,10 @@ An image message's outcomes wait in its `ImageRecorder` and reach Redis in one c
 in a long message so progress stays live. A video unit's outcome is recorded at once by its
 `VideoRecorder`: a failed segment or merge through the video task's hook (the segment barrier
 fails the video), anything else in the job.
+
+The rows of the outcomes go to the results tables first (`ResultParts`: one part per call), so
+an item the job state counts has its rows written; what a failed part write misses, the job's
+compaction fills in.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from framefleet.inference.pipeline import ItemResult
+from framefleet.core.documents import VideoDocument
+from framefleet.core.storage import Storage
+from framefleet.core.tables import Rows
+from framefleet.dataset.parts import part_name, write_part
+from framefleet.inference.pipeline import ItemResult, worker_id
 from framefleet.state.jobs import JobStore, Outcome
 from framefleet.state.leases import LeaseStore
 
@@ -43,14 +51,49 @@ def outcome(result: ItemResult) -> Outcome:
     return Outcome(result.item, result.ok, result.reason(), result.classes, result.frames)
 
 
+class ResultParts:
+    """Writes the rows of outcomes as parts of the results tables under the output root.
+
+    Args:
+        dst: the job's output root. job_id: the job. work: names the message in part names
+            (``b0000042`` for image batch 42, ``v`` for a video's merge).
+    """
+
+    def __init__(self, dst: Storage, job_id: str, work: str) -> None:
+        self.dst = dst
+        self.job_id = job_id
+        self.work = work
+
+    def write(self, results: list[ItemResult]) -> None:
+        """Write one part with the rows of ``results`` (items, or merged videos)."""
+        if not results:
+            return
+        rows = Rows(part_name(self.job_id, self.work, [r.item for r in results]), self.job_id)
+        for result in results:
+            document = result.document
+            if document is None:
+                if not result.ok:
+                    rows.add_failure(result.item, result.error, result.message, worker_id())
+                continue
+            frames = (
+                document.frame_results(self.dst.read_bytes)
+                if isinstance(document, VideoDocument)
+                else ()
+            )
+            rows.add_document(result.item, document, frames)
+        write_part(self.dst, rows)
+
+
 class ImageRecorder:
     """Outcomes of one image message, recorded together."""
 
-    def __init__(self, jobs: JobStore, job_id: str, lease_id: str) -> None:
+    def __init__(self, jobs: JobStore, job_id: str, lease_id: str, parts: ResultParts) -> None:
         self.jobs = jobs
         self.job_id = job_id
         self.lease_id = lease_id
+        self.parts = parts
         self._pending: list[Outcome] = []
+        self._results: list[ItemResult] = []
         self._flushed_at = time.monotonic()
         # The task's thread records; the pipeline's reader thread may flush (a suspect's outcome
         # before the next suspect starts alone).
@@ -59,6 +102,7 @@ class ImageRecorder:
     def record(self, result: ItemResult) -> tuple[bool, bool]:
         with self._lock:
             self._pending.append(outcome(result))
+            self._results.append(result)
         ended = False
         if time.monotonic() - self._flushed_at >= FLUSH_S:
             ended = self.flush(release=False)
@@ -70,8 +114,9 @@ class ImageRecorder:
             if not self._pending and not release:
                 return False
             lease = self.lease_id if release else ""
+            self.parts.write(self._results)
             decided = self.jobs.record_many(self.job_id, self._pending, lease)
-            self._pending = []
+            self._pending, self._results = [], []
         return decided.completed or decided.stopped
 
 
@@ -85,16 +130,20 @@ class VideoRecorder:
         job_id: str,
         lease_id: str,
         fail: FailHook | None,
+        parts: ResultParts,
     ) -> None:
         self.jobs = jobs
         self.leases = leases
         self.job_id = job_id
         self.lease_id = lease_id
         self.fail = fail
+        self.parts = parts
 
     def record(self, result: ItemResult) -> tuple[bool, bool]:
         if not result.ok and self.fail is not None:
             return self.fail(result)
+        if isinstance(result.document, VideoDocument):  # a merged video: its rows
+            self.parts.write([result])
         decided = self.jobs.record_many(self.job_id, [outcome(result)])
         return True, decided.completed or decided.stopped
 

@@ -38,4 +38,6 @@ def existing_result(
         return None
     if not isinstance(document, ImageDocument) or document.model.name != model:
         return None
-    return ItemResult(item=item, ok=True, classes=class_counts(document.results, label))
+    return ItemResult(
+        item=item, ok=True, classes=class_counts(document.results, label), document=document
+    )

@@ -5,6 +5,7 @@ For an input ``photos/a.jpg`` under the input root, the outputs under ``--out`` 
     photos/a.jpg            the annotated image (same name and format as the input)
     photos/a.jpg.json       the result document (schema below)
     _framefleet/summary.json, _framefleet/failures.jsonl   written once, when the job completes
+    _framefleet/results/{images,detections}/*.parquet     the results as tables (`core.tables`)
 
 The document is always the input's key plus ``.json``; the annotated copy keeps the input's key
 when framefleet writes that format (every image format it reads, and ``.mp4``), otherwise the
@@ -59,6 +60,26 @@ def part_key(job_id: str, item: str, segment: int, ext: str) -> str:
 def parts_prefix(job_id: str) -> str:
     """Prefix of every segment part of job ``job_id``."""
     return f"{defaults.REPORT_DIR}/parts/{job_id}/"
+
+
+def table_prefix(table: str) -> str:
+    """Prefix of the compacted files of results table ``table`` (``images``, ``detections``)."""
+    return f"{defaults.REPORT_DIR}/results/{table}/"
+
+
+def table_parts_prefix(table: str) -> str:
+    """Prefix of the parts of results table ``table`` not compacted yet (one per message)."""
+    return f"{defaults.REPORT_DIR}/results/parts/{table}/"
+
+
+def table_part_key(table: str, name: str) -> str:
+    """Key of part ``name`` of results table ``table``.
+
+    Example:
+        >>> table_part_key("images", "j1-b0000003-9f2c41d0")
+        '_framefleet/results/parts/images/j1-b0000003-9f2c41d0.parquet'
+    """
+    return f"{table_parts_prefix(table)}{name}.parquet"
 
 
 def report_key(name: str) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from framefleet.core import defaults
-from framefleet.core.documents import ImageDocument
+from framefleet.core.documents import Document, ImageDocument
 from framefleet.core.errors import (
     InputError,
     ModelError,
@@ -58,6 +58,7 @@ class ItemResult:
         classes: detections per class name (for the job's summary).
         frames: images the item was: 1 for an image, the frames processed for a video.
         timings_ms: milliseconds per stage.
+        document: the result document written (None on failure), for the results tables.
     """
 
     item: str
@@ -68,6 +69,7 @@ class ItemResult:
     classes: dict[str, int] = field(default_factory=dict)
     frames: int = 1
     timings_ms: dict[str, float] = field(default_factory=dict)
+    document: Document | None = field(default=None, repr=False)
 
     def reason(self) -> dict[str, Any]:
         """The failure as recorded in the job state and ``failures.jsonl``."""
@@ -234,6 +236,7 @@ def finish(
         ok=True,
         classes=class_counts(detections, model.label),
         timings_ms=watch.ms,
+        document=document,
     )
 
 

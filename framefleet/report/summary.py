@@ -1,7 +1,8 @@
 """The job report written next to the outputs when a job completes.
 
 ``_framefleet/summary.json`` is the job record (counts, timings, classes); ``failures.jsonl`` has
-one JSON object per failed item: ``{"item", "error", "message", "worker"}``, sorted by item.
+one JSON object per failed item: ``{"item", "error", "message", "worker"}``, sorted by item. A
+finished job's results tables are compacted (`framefleet.report.compaction`).
 Whoever completes the job writes them (exactly one caller learns that it did); rewriting them is
 harmless, so `framefleet status --write-report` can redo it. A job stopped early (`stop_job`: a
 cancel, or a reason to give up on the whole job) gets the same report, at once.
@@ -16,6 +17,7 @@ from framefleet.core.errors import JobFinished, StorageError
 from framefleet.core.jobrecord import JobRecord, JobStatus
 from framefleet.core.outputs import parts_prefix, report_key
 from framefleet.core.storage import Storage, open_storage
+from framefleet.report.compaction import compact_job
 from framefleet.state.jobs import JobStore
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,18 @@ def write_report(jobs: JobStore, job_id: str) -> JobRecord:
     dst.write_bytes(report_key("summary.json"), json.dumps(record.to_json(), indent=2).encode())
     if record.finished and record.videos:
         delete_scratch(dst, job_id)
+    if record.finished:
+        try:
+            compact_job(jobs, job_id, dst, failures)
+        except Exception as exc:  # the parts stay readable as they are; only compaction waits
+            log.error(
+                "job %s: results tables under %s not compacted: %s; the parts are queryable "
+                "as they are; compact them with `framefleet status %s --write-report`",
+                job_id,
+                dst.uri,
+                exc,
+                job_id,
+            )
     return record
 
 

@@ -132,8 +132,8 @@ def to_detections(
         mask: optional (N, H, W) masks at image resolution.
     """
     w, h = image_wh
-    boxes = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
-    boxes = np.clip(boxes, 0, np.array([w, h, w, h], np.float32))
+    raw = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
+    boxes = np.clip(raw, 0, np.array([w, h, w, h], np.float32))
     ids = np.asarray(class_ids, dtype=np.int32).reshape(-1)
     return Detections(
         xyxy=boxes,

@@ -152,6 +152,7 @@ def merge_video(
         classes=dict(tally.classes),
         frames=tally.inferred,
         timings_ms=watch.ms,
+        document=document,
     )
 
 

@@ -1,0 +1,126 @@
+"""The results tables, made by real workers: one row per item and per box, equal to the result
+documents, compacted when the job ends; redone messages replace their part."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fleet import Fleet, wait_for_job
+from helpers import MEDIA_DIR
+from tables import assert_tables_match
+
+from framefleet.core.documents import ImageDocument, ModelInfo
+from framefleet.core.jobrecord import JobStatus
+from framefleet.core.outputs import table_part_key, table_parts_prefix, table_prefix
+from framefleet.core.results import Detections
+from framefleet.core.sampling import Sampling
+from framefleet.core.settings import Settings
+from framefleet.core.storage import open_storage
+from framefleet.core.tables import DETECTIONS, IMAGES, Rows
+from framefleet.dataset import compact, open_results, part_name, write_part
+from framefleet.dataset.parts import encode_table
+from framefleet.queue import create_app
+from framefleet.state.jobs import JobStore
+from producer.submit import submit
+
+pytestmark = pytest.mark.integration
+
+VIDEO = MEDIA_DIR / "video" / "parking_lot_person_bicycle_car_480x270_mp4v.mp4"
+
+
+def test_tables_hold_one_row_per_item_and_box_of_the_documents(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
+) -> None:
+    src_dir = tmp_path / "in"
+    src_dir.mkdir()
+    for path in media_images[:7]:
+        shutil.copy(path, src_dir / path.name)
+    (src_dir / "empty.jpg").write_bytes(b"")
+    (src_dir / "notes.jpg").write_bytes(b"a text file, not a JPEG\n")
+    shutil.copy(VIDEO, src_dir / "lot.mp4")
+    settings = settings.with_(segment_seconds=2.0)
+    fleet.settings = settings
+    fleet.start("w1")
+    out = tmp_path / "out"
+    done = submit(settings, create_app(settings), str(src_dir), str(out), "yolox-nano",
+                  sampling=Sampling(fps=5.0))  # fmt: skip
+    record = wait_for_job(job_store, done.job_id or "", timeout_s=240)
+    assert (record.status, record.done, record.failed) == (JobStatus.DONE, 8, 2)
+    dst = open_storage(str(out))
+    images = [p.name for p in media_images[:7]]
+    assert_tables_match(dst, done=[*images, "lot.mp4"], failed=["empty.jpg", "notes.jpg"])
+    assert list(dst.list(table_prefix(IMAGES)))  # compacted files, not parts
+    with open_results(dst) as results:
+        video = results.sql(
+            "SELECT kind, frames, fps, width, height FROM images WHERE item = 'lot.mp4'"
+        ).fetchone()
+        assert video is not None
+        assert video[0] == "video"
+        assert video[1] > 10
+        assert (video[3], video[4]) == (480, 270)
+        tracked = results.sql(
+            "SELECT count(DISTINCT track_id), min(t), max(t) FROM detections "
+            "WHERE item = 'lot.mp4' AND track_id >= 0"
+        ).fetchone()
+        assert tracked is not None
+        assert tracked[0] >= 1
+        assert tracked[2] > tracked[1]
+        failed = dict(
+            results.sql("SELECT item, error FROM images WHERE status = 'failed'").fetchall()
+        )
+        assert failed == {"empty.jpg": "ImageDecodeError", "notes.jpg": "ImageDecodeError"}
+        meta = results.sql(
+            "SELECT DISTINCT model, engine, job_id FROM images WHERE status = 'done'"
+        ).fetchall()
+        assert meta == [("yolox-nano", "cv2.dnn", record.job_id)]
+
+
+def _document(item: str, boxes: int) -> ImageDocument:
+    found = Detections(
+        xyxy=np.tile(np.array([[1, 2, 30, 40]], np.float32), (boxes, 1)),
+        confidence=np.full(boxes, 0.5, np.float32),
+        class_id=np.arange(boxes, dtype=np.int32),
+    )
+    info = ModelInfo("yolox-nano", "detection", "0" * 64, "cv2.dnn")
+    return ImageDocument(f"file:///in/{item}", info, 64, 48, found, worker="h:1")
+
+
+def test_a_redone_message_replaces_its_part_and_a_retry_wins(tmp_path: Path) -> None:
+    dst = open_storage(str(tmp_path / "out"))
+
+    def part(items: list[str], ok: bool, at: float) -> str:
+        rows = Rows(part_name("j1", "b0000001", items), "j1")
+        for item in items:
+            if ok:
+                rows.add_document(item, _document(item, boxes=2))
+            else:
+                rows.add_failure(item, "StorageUnavailable", f"{item}: timed out", "h:1")
+        tables = rows.tables(written_at=at)
+        for name in (DETECTIONS, IMAGES):
+            dst.write_bytes(table_part_key(name, rows.part), encode_table(tables[name]))
+        return rows.part
+
+    first = part(["a.jpg", "b.jpg"], ok=False, at=100.0)
+    again = part(["a.jpg", "b.jpg"], ok=False, at=101.0)  # the same message redelivered
+    assert first == again
+    assert len(list(dst.list(table_parts_prefix(IMAGES)))) == 1
+    part(["b.jpg"], ok=True, at=102.0)  # a retry of b alone: a part of its own, newer
+    with open_results(dst) as results:
+        assert results.sql("SELECT count(*) FROM raw_images").fetchone() == (3,)
+        rows = results.sql("SELECT item, status, detections FROM images ORDER BY item").fetchall()
+        assert rows == [("a.jpg", "failed", 0), ("b.jpg", "done", 2)]
+        boxes = results.sql("SELECT item, nx2, ny2 FROM detections").fetchall()
+        assert boxes == [("b.jpg", pytest.approx(30 / 64), pytest.approx(40 / 48))] * 2
+    done = compact(dst)
+    assert (done.rows[IMAGES], done.rows[DETECTIONS], done.removed) == (
+        2,
+        2,
+        4,
+    )  # two parts of two tables
+    assert not list(dst.list(table_parts_prefix(IMAGES)))
+    with open_results(dst) as results:
+        assert results.sql("SELECT count(*) FROM raw_images").fetchone() == (2,)
+    assert write_part(dst, Rows("empty", "j1"))  # nothing to write is not an error
