@@ -13,6 +13,7 @@ from framefleet.cli import (  # noqa: F401  (registers commands)
     models,
     ops,
     report,
+    results,
     retry,
     run,
     submit,
