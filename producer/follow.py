@@ -20,6 +20,9 @@ open is locked) and stands by; it takes over when the first stops, at once if th
 this machine, else once its beat lapses. So a second copy of the command is a hot standby, never
 a second job or a second listing.
 
+Results: every ``compact_every_s`` the producer compacts the job's results tables, so they stay a
+few files however long the job follows; the job's end compacts them once more.
+
 Closing: ``--until``, ``--max-items`` or a `framefleet cancel` close the job for new objects;
 the items already counted still run, and the job ends ``done`` with exact counts once they
 have their outcomes (a second cancel stops it at once, as for any job).
@@ -43,6 +46,7 @@ from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, StorageObject, open_storage
 from framefleet.core.storage.base import uri_scheme
+from framefleet.dataset import compact
 from framefleet.queue import send_jobs
 from framefleet.report import write_reports
 from framefleet.state.beats import PRODUCER_TTL_S, ProducerBeat
@@ -79,15 +83,20 @@ class FollowOptions:
         interval_s: seconds from the start of one listing to the start of the next.
         until: close the job at this time (seconds since the epoch); None: no limit.
         max_items: close the job once this many object versions were enqueued; None: no limit.
+        compact_every_s: seconds between compactions of the results tables while following
+            (the parts of every message since the last one become a few files).
     """
 
     interval_s: float = 10.0
     until: float | None = None
     max_items: int | None = None
+    compact_every_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.interval_s <= 0:
             raise ConfigError(f"--interval must be positive, got {self.interval_s} s")
+        if self.compact_every_s <= 0:
+            raise ConfigError(f"--compact-every must be positive, got {self.compact_every_s} s")
 
 
 @dataclass(frozen=True)
@@ -261,6 +270,14 @@ def follow(
     return Followed(job_id, resumed, reason)
 
 
+def _compact(job_id: str, dst: Storage) -> None:
+    """Compact the results tables of a following job; a failure waits for the next time."""
+    try:
+        compact(dst)
+    except Exception as exc:  # the parts stay queryable as they are
+        log.warning("job %s: results tables under %s not compacted now: %s", job_id, dst.uri, exc)
+
+
 def _wait_turn(
     store: FollowStore, beat: ProducerBeat, on_standby: Callable[[str, str], None]
 ) -> bool:
@@ -291,6 +308,7 @@ def _follow(
     by_cursor = uri_scheme(src.uri) == "s3"  # lists in key order, one request per 1000 keys
     reason = ""
     since: float | None = None  # objects changed before this were admitted by an earlier tick
+    compacted_at = time.monotonic()
     while True:
         if lost.is_set():
             return TAKEN_OVER
@@ -319,6 +337,9 @@ def _follow(
                 reason = f"--max-items {options.max_items} reached"
                 break
         on_tick(Tick(number, listed, checked, enqueued, deferred, full))
+        if time.monotonic() - compacted_at >= options.compact_every_s:
+            _compact(job_id, dst)
+            compacted_at = time.monotonic()
         # A deferred rewrite is admitted once its earlier run has an outcome, whatever its ctime:
         # while any wait, every local tick checks every file (S3 keeps its cursor: such a key
         # waits for the next full listing, as it did before).

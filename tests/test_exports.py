@@ -86,7 +86,7 @@ def test_query_and_every_export_read_back_by_their_tools(
         == 0
     )
     with contextlib.redirect_stdout(io.StringIO()):
-        truth = COCO(str(coco_dir / "annotations.json"))
+        truth = COCO(str(coco_dir / "annotations" / "instances_default.json"))
         found = truth.loadRes(str(coco_dir / "results.json"))
         evaluation = COCOeval(truth, found, "bbox")
         evaluation.evaluate()

@@ -27,10 +27,11 @@ from test_video import (
 )
 
 from framefleet.core.jobrecord import JobRecord, JobStatus
-from framefleet.core.outputs import report_key, result_key
+from framefleet.core.outputs import report_key, result_key, table_prefix
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import Storage, open_storage
+from framefleet.core.tables import IMAGES
 from framefleet.queue import create_app
 from framefleet.state.follow import FollowStore
 from framefleet.state.jobs import JobStore
@@ -89,7 +90,9 @@ def test_follow_local_new_and_rewritten_files_then_cancel(
     src, out = open_storage(str(tmp_path / "in")), str(tmp_path / "out")
     keys = [put_image(src, f"cam/{n:02d}.jpg") for n in range(3)]
     fleet.start("w1")
-    producer = follow_cli(fleet, "follow", src, out, "--interval", f"{interval_s}s")
+    producer = follow_cli(
+        fleet, "follow", src, out, "--interval", f"{interval_s}s", "--compact-every", "1s"
+    )
     job_id = producer.first_line()
     until_done(job_store, job_id, 3)
     dst = open_storage(out)
@@ -136,6 +139,13 @@ def test_follow_local_new_and_rewritten_files_then_cancel(
     text = run_cli(fleet.settings, "status", job_id).stdout
     assert f"following every {interval_s:g} s" in text
     assert "lag       arrival to result p50" in text
+    # The producer compacts the results tables while it follows; they answer meanwhile.
+    deadline = time.monotonic() + 20
+    while not list(dst.list(table_prefix(IMAGES))):
+        assert time.monotonic() < deadline, "no compacted results table while following"
+        time.sleep(0.2)
+    rows = run_cli(fleet.settings, "query", job_id, "--csv", "SELECT count(*) FROM images")
+    assert rows.stdout.split() == ["count_star()", "5"], rows.stderr
 
     record = close_and_check(fleet, job_store, producer, job_id, out)
     assert (record.total, record.done, record.failed) == (5, 5, 0)

@@ -99,9 +99,10 @@ def _print_table(names: list[str], rows: list[tuple[Any, ...]], limit: int) -> N
     "--format",
     "fmt",
     required=True,
-    type=click.Choice(["coco", "yolo", "labelstudio", "csv"]),
-    help="coco: annotations.json + results.json; yolo: labels/*.txt + data.yaml; "
-    "labelstudio: tasks.json with predictions + config.xml; csv: images.csv + detections.csv.",
+    type=click.Choice(["coco", "yolo", "labelstudio", "cvat", "csv"]),
+    help="coco: annotations/instances_default.json + results.json; yolo: labels/*.txt + "
+    "data.yaml; labelstudio: tasks.json with predictions + config.xml; cvat: annotations.xml "
+    "(CVAT for images 1.1); csv: images.csv + detections.csv.",
 )
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option(
@@ -117,6 +118,12 @@ def _print_table(names: list[str], rows: list[tuple[Any, ...]], limit: int) -> N
     help="Where the tool finds the images (a folder, or Label Studio's URL prefix), joined "
     "with each key; default: each image's source URI.",
 )
+@click.option(
+    "--with-images",
+    is_flag=True,
+    help="Copy the images into the export too (coco, cvat, yolo), for tools that import a "
+    "folder (CVAT, Datumaro).",
+)
 @click.pass_obj
 @_exits
 def export(
@@ -127,6 +134,7 @@ def export(
     where: str,
     min_score: float,
     image_root: str,
+    with_images: bool,
 ) -> None:
     """Export JOB's succeeded images and their boxes for labelling and analysis tools.
 
@@ -139,7 +147,7 @@ def export(
     from framefleet.exports import export as write
 
     with open_results(output_root(settings, job)) as results:
-        written = write(results, fmt, out_dir, where, min_score, image_root)
+        written = write(results, fmt, out_dir, where, min_score, image_root, with_images)
     for path in written[-4:]:
         click.echo(path)
     if len(written) > 4:

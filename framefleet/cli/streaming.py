@@ -110,6 +110,7 @@ def run_follow(
     engine: str,
     force: bool,
     sampling: Sampling,
+    compact_every_s: float = 600.0,
 ) -> None:
     """Follow INPUT_URI in the foreground until the job is closed, then show its summary and
     exit 0 (every item done) or 1."""
@@ -150,7 +151,9 @@ def run_follow(
                 err=True,
             )
 
-    options = FollowOptions(interval_s=interval_s, until=until, max_items=max_items)
+    options = FollowOptions(
+        interval_s=interval_s, until=until, max_items=max_items, compact_every_s=compact_every_s
+    )
     try:
         outcome = follow(
             settings,

@@ -110,6 +110,15 @@ from framefleet.core.settings import Settings
     default=None,
     help="--follow: close the job once this many items (rewrites included) were enqueued.",
 )
+@click.option(
+    "--compact-every",
+    type=Duration(),
+    default="10m",
+    show_default=True,
+    envvar="FRAMEFLEET_COMPACT_EVERY",
+    show_envvar=True,
+    help="--follow: time between compactions of the results tables (_framefleet/results/).",
+)
 @click.option("--dry-run", is_flag=True, help="List what would be submitted; enqueue nothing.")
 @click.option("--wait", is_flag=True, help="Show live progress and wait for the job to finish.")
 @click.pass_obj
@@ -132,6 +141,7 @@ def submit(
     interval: float,
     until: float | None,
     max_items: int | None,
+    compact_every: float,
     dry_run: bool,
     wait: bool,
 ) -> None:
@@ -164,6 +174,7 @@ def submit(
             interval_s=interval,
             until=until,
             max_items=max_items,
+            compact_every_s=compact_every,
             engine=engine or "",
             force=force,
             sampling=sampling,

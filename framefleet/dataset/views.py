@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 
 import duckdb
 import pyarrow as pa
@@ -28,7 +30,7 @@ from framefleet.core.outputs import table_parts_prefix, table_prefix
 from framefleet.core.storage import Storage, StorageObject
 from framefleet.core.tables import DETECTIONS, IMAGES, SCHEMAS, TABLES
 
-MEMORY_LIMIT = "256MB"
+MEMORY_LIMIT = "128MB"
 """DuckDB's memory cap for the tables; beyond it, it spills to its temporary folder."""
 
 READERS = 16
@@ -90,39 +92,88 @@ def open_results(
             con.execute(f"SET memory_limit = '{memory_limit}'")
             con.execute(f"SET temp_directory = '{tmp}'")
             con.execute("SET preserve_insertion_order = false")
+            con.execute("SET enable_progress_bar = false")  # it would print into `query`
             results = Results(con)
             for table in TABLES:
                 results.files[table] = table_files(dst, table)
-                reader = _reader(dst, results.files[table], SCHEMAS[table])
-                con.register("incoming", reader)
-                con.execute(f"CREATE TABLE raw_{table} AS SELECT * FROM incoming")
-                con.unregister("incoming")
-            if fill is not None:
-                _add_missing(con, fill(con))
+                _load(con, dst, table, results.files[table])
+            _add_missing(con, {} if fill is None else fill(con))
             _create_views(con)
             yield results
         finally:
             con.close()
 
 
+def _load(
+    con: duckdb.DuckDBPyConnection, dst: Storage, table: str, files: Sequence[StorageObject]
+) -> None:
+    """``raw_<table>``: every row of ``files``. Local files are read by DuckDB itself, in place
+    (a view: no copy, and its memory stays within its limit); others are copied in from one
+    Arrow stream, read by `_reader`."""
+    paths = [dst.local_path(obj.key) for obj in files]
+    if files and all(path is not None for path in paths):
+        listed = ", ".join(_quote(str(path)) for path in paths)
+        con.execute(f"CREATE VIEW raw_{table} AS SELECT * FROM read_parquet([{listed}])")
+        return
+    con.register("incoming", _reader(dst, files, SCHEMAS[table]))
+    con.execute(f"CREATE TABLE raw_{table} AS SELECT * FROM incoming")
+    con.unregister("incoming")
+
+
+def _quote(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _reader(
     dst: Storage, files: Sequence[StorageObject], schema: pa.Schema
 ) -> pa.RecordBatchReader:
-    """One stream of record batches over ``files``, each cast to the declared schema."""
+    """One stream of record batches over ``files``, each cast to the declared schema, in
+    batches of about `BATCH_ROWS` rows (DuckDB pays per batch, and a part holds a few rows)."""
+    return pa.RecordBatchReader.from_batches(schema, _coalesce(_batches(dst, files, schema)))
+
+
+def _batches(
+    dst: Storage, files: Sequence[StorageObject], schema: pa.Schema
+) -> Iterator[pa.RecordBatch]:
+    """The batches of ``files`` read through ``dst`` (a local file directly; on S3 a small file
+    in one GET, a large one by ranges), at most `READERS` files ahead, so memory stays bounded
+    however many parts there are (an Arrow dataset over 5,000 parts held twice as much)."""
 
     def fetch(obj: StorageObject) -> pq.ParquetFile:
+        path = dst.local_path(obj.key)
+        if path is not None:
+            return pq.ParquetFile(path)
         if obj.size <= WHOLE_BYTES:
             return pq.ParquetFile(pa.BufferReader(dst.read_bytes(obj.key)))
         return pq.ParquetFile(dst.open_read(obj.key))
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        with ThreadPoolExecutor(READERS, thread_name_prefix="framefleet-parts") as pool:
-            # map keeps order and reads ahead; one file's batches at a time are in memory
-            for parquet in pool.map(fetch, files):
-                for batch in parquet.iter_batches(BATCH_ROWS):
-                    yield pa.Table.from_batches([batch]).cast(schema).to_batches()[0]
+    with ThreadPoolExecutor(READERS, thread_name_prefix="framefleet-parts") as pool:
+        # Executor.map would submit every file at once and hold them all in memory.
+        ahead: deque[Future[pq.ParquetFile]] = deque()
+        pending = iter(files)
+        for obj in islice(pending, READERS):
+            ahead.append(pool.submit(fetch, obj))
+        while ahead:
+            parquet = ahead.popleft().result()
+            for obj in islice(pending, 1):
+                ahead.append(pool.submit(fetch, obj))
+            for batch in parquet.iter_batches(BATCH_ROWS):
+                yield pa.Table.from_batches([batch]).cast(schema).to_batches()[0]
 
-    return pa.RecordBatchReader.from_batches(schema, _nonempty(batches()))
+
+def _coalesce(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The same rows in batches of at least `BATCH_ROWS` (but the last)."""
+    held: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        held.append(batch)
+        rows += batch.num_rows
+        if rows >= BATCH_ROWS:
+            yield from pa.Table.from_batches(held).combine_chunks().to_batches()
+            held, rows = [], 0
+    if rows:
+        yield from pa.Table.from_batches(held).combine_chunks().to_batches()
 
 
 def _nonempty(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -130,37 +181,35 @@ def _nonempty(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
 
 
 def _add_missing(con: duckdb.DuckDBPyConnection, extra: dict[str, pa.Table]) -> None:
-    """Add the ``extra`` rows of items the tables lack entirely (never a second row)."""
-    images = extra.get(IMAGES)
-    if images is None or not images.num_rows:
-        return
-    detections = extra.get(DETECTIONS, pa.Table.from_pylist([], schema=SCHEMAS[DETECTIONS]))
-    con.register("extra_images", images)
-    con.register("extra_detections", detections)
+    """``extra_<table>``: the ``extra`` rows of items the tables lack entirely (never a second
+    row of an item); empty without ``extra``."""
+    for table in TABLES:
+        con.register(f"given_{table}", extra.get(table, SCHEMAS[table].empty_table()))
     con.execute(
-        "CREATE TEMP TABLE missing AS SELECT DISTINCT item FROM extra_images "
-        "WHERE item NOT IN (SELECT item FROM raw_images)"
+        f"""CREATE TEMP TABLE missing AS SELECT DISTINCT item FROM given_{IMAGES}
+        WHERE item NOT IN (SELECT item FROM raw_{IMAGES})"""
     )
-    con.execute(
-        "INSERT INTO raw_images SELECT * FROM extra_images WHERE item IN (SELECT item FROM missing)"
-    )
-    con.execute(
-        "INSERT INTO raw_detections SELECT * FROM extra_detections "
-        "WHERE item IN (SELECT item FROM missing)"
-    )
-    for name in ("extra_images", "extra_detections"):
-        con.unregister(name)
+    for table in TABLES:
+        con.execute(
+            f"""CREATE TEMP TABLE extra_{table} AS SELECT * FROM given_{table}
+            WHERE item IN (SELECT item FROM missing)"""
+        )
+        con.unregister(f"given_{table}")
 
 
 def _create_views(con: duckdb.DuckDBPyConnection) -> None:
     # Newest part wins; the part name breaks a tie of equal timestamps the same way everywhere.
     con.execute(
         f"""CREATE VIEW {IMAGES} AS
-        SELECT * FROM raw_{IMAGES}
+        SELECT * FROM (
+            SELECT * FROM raw_{IMAGES} UNION ALL BY NAME SELECT * FROM extra_{IMAGES}
+        )
         QUALIFY row_number() OVER (PARTITION BY item ORDER BY written_at DESC, part DESC) = 1"""
     )
     con.execute(
         f"""CREATE VIEW {DETECTIONS} AS
-        SELECT d.* FROM raw_{DETECTIONS} d
+        SELECT d.* FROM (
+            SELECT * FROM raw_{DETECTIONS} UNION ALL BY NAME SELECT * FROM extra_{DETECTIONS}
+        ) d
         SEMI JOIN {IMAGES} i ON d.item = i.item AND d.part = i.part"""
     )

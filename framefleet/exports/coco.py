@@ -1,4 +1,5 @@
-"""COCO: a dataset (``annotations.json``: images, annotations, categories) and detection results
+"""COCO: a dataset (``annotations/instances_default.json``: images, annotations, categories, the
+layout CVAT's "COCO 1.0" and Datumaro's ``coco_instances`` import) and detection results
 (``results.json``: one ``{image_id, category_id, bbox, score}`` per box), as pycocotools'
 ``COCO`` and ``COCO.loadRes`` read them.
 
@@ -18,7 +19,8 @@ from framefleet.exports.selection import Selection
 
 
 def write(selection: Selection, out: Path) -> list[Path]:
-    """Write ``annotations.json`` and ``results.json`` under ``out``; return their paths."""
+    """Write ``annotations/instances_default.json`` and ``results.json`` under ``out``; return
+    their paths."""
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
@@ -42,6 +44,7 @@ def write(selection: Selection, out: Path) -> list[Path]:
                     "bbox": bbox,
                     "area": bbox[2] * bbox[3],
                     "iscrowd": 0,
+                    "segmentation": [],
                     "score": box.score,
                 }
             )
@@ -60,8 +63,11 @@ def write(selection: Selection, out: Path) -> list[Path]:
         "annotations": annotations,
         "categories": categories,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "annotations.json", out / "results.json"]
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    # Where COCO's layout keeps the images (``file_name`` is relative to it); importers such as
+    # Datumaro's look for the folder even when the images stay in the bucket.
+    (out / "images" / "default").mkdir(parents=True, exist_ok=True)
+    written = [out / "annotations" / "instances_default.json", out / "results.json"]
     written[0].write_text(json.dumps(dataset))
     written[1].write_text(json.dumps(results))
     return written
