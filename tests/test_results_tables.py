@@ -3,18 +3,19 @@ documents, compacted when the job ends; redone messages replace their part."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fleet import Fleet, wait_for_job
+from fleet import Fleet, wait_for_job, wait_for_object
 from helpers import MEDIA_DIR
 from tables import assert_tables_match
 
 from framefleet.core.documents import ImageDocument, ModelInfo
 from framefleet.core.jobrecord import JobStatus
-from framefleet.core.outputs import table_part_key, table_parts_prefix, table_prefix
+from framefleet.core.outputs import report_key, table_part_key, table_parts_prefix, table_prefix
 from framefleet.core.results import Detections
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
@@ -45,8 +46,14 @@ def test_tables_hold_one_row_per_item_and_box_of_the_documents(
     fleet.settings = settings
     fleet.start("w1")
     out = tmp_path / "out"
-    done = submit(settings, create_app(settings), str(src_dir), str(out), "yolox-nano",
-                  sampling=Sampling(fps=5.0))  # fmt: skip
+    done = submit(
+        settings,
+        create_app(settings),
+        str(src_dir),
+        str(out),
+        "yolox-nano",
+        sampling=Sampling(fps=5.0),
+    )
     record = wait_for_job(job_store, done.job_id or "", timeout_s=240)
     assert (record.status, record.done, record.failed) == (JobStatus.DONE, 8, 2)
     dst = open_storage(str(out))
@@ -124,3 +131,33 @@ def test_a_redone_message_replaces_its_part_and_a_retry_wins(tmp_path: Path) -> 
     with open_results(dst) as results:
         assert results.sql("SELECT count(*) FROM raw_images").fetchone() == (2,)
     assert write_part(dst, Rows("empty", "j1"))  # nothing to write is not an error
+
+
+def test_a_classifier_counts_its_top_class_and_keeps_its_embedding(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
+) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    names = sorted(p.name for p in media_images[:3])
+    for path in media_images[:3]:
+        shutil.copy(path, src / path.name)
+    fleet.start("w1", "--models", "mobilenet-v2,mobilenet-v2-embed")
+    for model in ("mobilenet-v2", "mobilenet-v2-embed"):
+        out = tmp_path / model
+        done = submit(settings, create_app(settings), str(src), str(out), model)
+        record = wait_for_job(job_store, done.job_id or "")
+        dst = open_storage(str(out))
+        assert_tables_match(dst, done=names)
+        summary = json.loads(wait_for_object(dst, report_key("summary.json")))
+        assert sum(summary["classes"].values()) == 3  # one top class an image, not its top k
+        assert summary["classes"] == record.classes
+        with open_results(dst) as results:
+            top = results.sql(
+                "SELECT item, count(*), max(len(embedding)) FILTER (WHERE rank = 0) "
+                "FROM detections GROUP BY item ORDER BY item"
+            ).fetchall()
+        assert [row[0] for row in top] == names
+        if model == "mobilenet-v2":
+            assert all(row[1] > 1 for row in top)  # the runners-up are rows too
+        else:
+            assert all(row[2] == 1280 for row in top)  # each image's embedding

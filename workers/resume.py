@@ -39,5 +39,8 @@ def existing_result(
     if not isinstance(document, ImageDocument) or document.model.name != model:
         return None
     return ItemResult(
-        item=item, ok=True, classes=class_counts(document.results, label), document=document
+        item=item,
+        ok=True,
+        classes=class_counts(document.results, label, document.model.task),
+        document=document,
     )

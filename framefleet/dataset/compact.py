@@ -21,8 +21,15 @@ import pyarrow.parquet as pq
 
 from framefleet.core.outputs import table_prefix
 from framefleet.core.storage import Storage
-from framefleet.core.tables import DETECTIONS, SCHEMAS, TABLES
-from framefleet.dataset.views import BATCH_ROWS, MEMORY_LIMIT, Fill, open_results, table_files
+from framefleet.core.tables import DETECTIONS, IMAGES, SCHEMAS, TABLES
+from framefleet.dataset.views import (
+    BATCH_ROWS,
+    MEMORY_LIMIT,
+    Fill,
+    Results,
+    open_results,
+    table_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +41,11 @@ _ORDER = {DETECTIONS: "item, frame NULLS FIRST, rank"}
 
 @dataclass
 class Compacted:
-    """What a compaction did: rows and files written per table, files it removed."""
+    """What a compaction did: rows and files written per table, files it removed, and the
+    detections per class in the tables (`class_counts`)."""
 
     rows: dict[str, int] = field(default_factory=dict)
+    classes: dict[str, int] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
     removed: int = 0
     seconds: float = 0.0
@@ -62,6 +71,7 @@ def compact(dst: Storage, fill: Fill | None = None, memory_limit: str = MEMORY_L
         open_results(dst, fill, memory_limit) as results,
         tempfile.TemporaryDirectory(prefix="framefleet-compact-") as tmp,
     ):
+        done.classes = class_counts(results)
         for table in TABLES:
             order = _ORDER.get(table, "item")
             query = results.con.sql(f"SELECT * FROM {table} ORDER BY {order}")
@@ -86,6 +96,18 @@ def compact(dst: Storage, fill: Fill | None = None, memory_limit: str = MEMORY_L
         done.seconds,
     )
     return done
+
+
+def class_counts(results: Results) -> dict[str, int]:
+    """Detections per class name, most first; a classifier's top-1 class only (rank 0), as the
+    job state counts them."""
+    rows = results.sql(
+        f"""SELECT coalesce(d.class_name, 'class_' || d.class_id), count(*) AS n
+        FROM {DETECTIONS} d JOIN {IMAGES} i ON d.item = i.item AND d.part = i.part
+        WHERE i.task IS DISTINCT FROM 'classification' OR d.rank = 0
+        GROUP BY 1 ORDER BY n DESC, 1"""
+    ).fetchall()
+    return {str(name): int(n) for name, n in rows}
 
 
 def _write_files(

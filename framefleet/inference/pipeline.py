@@ -101,8 +101,13 @@ class Stopwatch:
             self.ms[name] = round((time.perf_counter() - start) * 1000, 3)
 
 
-def class_counts(detections: Detections, label: Callable[[int], str]) -> dict[str, int]:
-    """Detections per class name."""
+def class_counts(
+    detections: Detections, label: Callable[[int], str], task: str = ""
+) -> dict[str, int]:
+    """Detections per class name; a classifier's top-1 class only (its other rows are the
+    runners-up, not things found)."""
+    if task == "classification":
+        detections = detections[:1]
     ids, counts = np.unique(detections.class_id, return_counts=True)
     return {label(int(i)): int(n) for i, n in zip(ids, counts, strict=True)}
 
@@ -234,7 +239,7 @@ def finish(
     return ItemResult(
         item=item,
         ok=True,
-        classes=class_counts(detections, model.label),
+        classes=class_counts(detections, model.label, model.info.task),
         timings_ms=watch.ms,
         document=document,
     )

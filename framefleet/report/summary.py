@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 
 from framefleet.core.errors import JobFinished, StorageError
 from framefleet.core.jobrecord import JobRecord, JobStatus
@@ -24,18 +25,20 @@ log = logging.getLogger(__name__)
 
 
 def write_report(jobs: JobStore, job_id: str) -> JobRecord:
-    """Write the summary and failure list of ``job_id`` under its output root; return the record."""
+    """Write the summary and failure list of ``job_id`` under its output root; return the record.
+
+    A finished job's results tables are compacted first, and its detections per class are then
+    the tables' (the same counts as the job state's, read from the rows themselves)."""
     record = jobs.get(job_id)
     dst = open_storage(record.output_uri)
     failures = sorted(jobs.failures(job_id))
     lines = "".join(json.dumps({"item": item, **reason}) + "\n" for item, reason in failures)
     dst.write_bytes(report_key("failures.jsonl"), lines.encode())
-    dst.write_bytes(report_key("summary.json"), json.dumps(record.to_json(), indent=2).encode())
     if record.finished and record.videos:
         delete_scratch(dst, job_id)
     if record.finished:
         try:
-            compact_job(jobs, job_id, dst, failures)
+            compacted = compact_job(jobs, job_id, dst, failures)
         except Exception as exc:  # the parts stay readable as they are; only compaction waits
             log.error(
                 "job %s: results tables under %s not compacted: %s; the parts are queryable "
@@ -45,6 +48,16 @@ def write_report(jobs: JobStore, job_id: str) -> JobRecord:
                 exc,
                 job_id,
             )
+        else:
+            if compacted.classes != record.classes:
+                log.warning(
+                    "job %s: the tables count %s per class, the job state %s",
+                    job_id,
+                    compacted.classes,
+                    record.classes,
+                )
+            record = replace(record, classes=compacted.classes)
+    dst.write_bytes(report_key("summary.json"), json.dumps(record.to_json(), indent=2).encode())
     return record
 
 

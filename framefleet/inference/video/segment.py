@@ -123,7 +123,7 @@ def _run(
                     results = held = tracker.update(model.adapter(frame.image))
                     if owned:
                         inferred += 1
-                        classes.update(class_counts(held, model.adapter.label))
+                        classes.update(class_counts(held, model.adapter.label, model.info.task))
                 line = FrameResult(
                     frame=frame.index,
                     t=frame.t,
