@@ -8,23 +8,45 @@ import contextlib
 import csv
 import io
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fleet import Fleet, run_cli, wait_for_job
+from fleet import REPO, Fleet, run_cli, wait_for_job
 from tables import assert_tables_match
 
 from framefleet.core.documents import ImageDocument, read_document
 from framefleet.core.outputs import result_key
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
+from framefleet.dataset import open_results
 from framefleet.exports import yolo
 from framefleet.state.jobs import JobStore
 
 pytestmark = pytest.mark.integration
+
+
+def readme_block(marker: str, lang: str) -> str:
+    """The ``lang`` block after README's ``<!-- marker`` comment."""
+    found = re.search(
+        rf"<!-- {marker}:.*?\n```{lang}\n(.*?)\n```", (REPO / "README.md").read_text(), re.S
+    )
+    assert found, f"README.md lost its {marker} block"
+    return found.group(1)
+
+
+def readme_queries() -> list[tuple[str, str]]:
+    """README's ``framefleet query TARGET "SQL"`` lines: (target, SQL)."""
+    return [
+        (line.split()[2], line.split(" ", 3)[3].strip().strip('"'))
+        for line in readme_block("queries", "bash").splitlines()
+    ]
 
 
 def test_query_and_every_export_read_back_by_their_tools(
@@ -47,30 +69,39 @@ def test_query_and_every_export_read_back_by_their_tools(
     documents = {i: read_document(dst.read_bytes(result_key(i))) for i in items}
     assert all(isinstance(d, ImageDocument) for d in documents.values())
 
-    # README's three questions, by job id (Redis) and by output folder
+    # README's three questions, as written there: by job id (Redis) and by output folder
     per_class = Counter(
         str(n)
         for d in documents.values()
         for n in d.results.data["class_name"]  # type: ignore[union-attr]
     )
-    got = run_cli(settings, "query", job_id, "--json",
-                  "SELECT class_name, count(*) AS n FROM detections GROUP BY 1")  # fmt: skip
-    assert got.returncode == 0, got.stderr
-    assert {r["class_name"]: r["n"] for r in map(json.loads, got.stdout.splitlines())} == per_class
     sure = sorted(
-        i for i, d in documents.items()
-        if any(s > 0.8 and n == "person" for s, n in zip(d.results.confidence, d.results.data["class_name"], strict=True))  # type: ignore[union-attr]
-    )  # fmt: skip
-    got = run_cli(settings, "query", str(out), "--csv",
-                  "SELECT DISTINCT item FROM detections WHERE class_name = 'person' AND score > 0.8 ORDER BY item")  # fmt: skip
-    assert got.returncode == 0, got.stderr
-    assert [row[0] for row in csv.reader(io.StringIO(got.stdout))][1:] == sure
-    got = run_cli(settings, "query", str(out),
-                  "SELECT split_part(item, '/', 1) AS camera, count(*) AS images, "
-                  "sum(detections) AS boxes FROM images WHERE status = 'done' GROUP BY 1 ORDER BY 1")  # fmt: skip
-    assert got.returncode == 0, got.stderr
-    assert "cam1" in got.stdout
-    assert "2 row(s)" in got.stdout
+        i
+        for i, d in documents.items()
+        if any(
+            s > 0.8 and n == "person"
+            for s, n in zip(d.results.confidence, d.results.data["class_name"], strict=True)
+        )  # type: ignore[union-attr]
+    )
+    questions = readme_queries()
+    assert [target for target, _ in questions] == ['"$job"', "./results", '"$job"']
+    answers = []
+    for target, sql in questions:
+        got = run_cli(settings, "query", job_id if target == '"$job"' else str(out), "--csv", sql)
+        assert got.returncode == 0, got.stderr
+        answers.append(list(csv.reader(io.StringIO(got.stdout)))[1:])
+    assert {name: int(n) for name, n in answers[0]} == per_class
+    assert [row[0] for row in answers[1]] == sure
+    per_folder = {row[0]: (int(row[1]), int(row[2])) for row in answers[2]}
+    assert per_folder == {
+        cam: (
+            sum(1 for i in items if i.startswith(cam)),
+            sum(len(d.results) for i, d in documents.items() if i.startswith(cam)),
+        )  # type: ignore[union-attr]
+        for cam in ("cam1", "cam2")
+    }
+    shown = run_cli(settings, "query", str(out), questions[2][1])
+    assert "2 row(s)" in shown.stdout, shown.stderr
     bad = run_cli(settings, "query", str(out), "SELECT nope FROM detections")
     assert bad.returncode == 3  # EXIT_CONFIG
     assert "DuckDB refused the query" in bad.stderr
@@ -114,8 +145,19 @@ def test_query_and_every_export_read_back_by_their_tools(
     from label_studio_sdk.label_interface import LabelInterface
 
     ls_dir = tmp_path / "ls"
-    subset = run_cli(settings, "export", job_id, "--format", "labelstudio", "--out", str(ls_dir),
-                     "--where", "item LIKE 'cam1/%'", "--image-root", "/data/local-files/?d=photos")  # fmt: skip
+    subset = run_cli(
+        settings,
+        "export",
+        job_id,
+        "--format",
+        "labelstudio",
+        "--out",
+        str(ls_dir),
+        "--where",
+        "item LIKE 'cam1/%'",
+        "--image-root",
+        "/data/local-files/?d=photos",
+    )
     assert subset.returncode == 0, subset.stderr
     tasks = json.loads((ls_dir / "tasks.json").read_text())
     assert sorted(t["data"]["item"] for t in tasks) == sorted(
@@ -141,3 +183,44 @@ def test_query_and_every_export_read_back_by_their_tools(
     )
     assert wrong.returncode == 3
     assert "--where 'itemz = 1'" in wrong.stderr
+
+
+def test_readme_reads_the_tables_from_a_folder_and_from_s3(
+    s3_server, tmp_path: Path, media_images: list[Path]
+) -> None:
+    """README's Python block, as written, on tables in ./results and in s3://results/run1/."""
+    from helpers import MODEL_DIR
+
+    from framefleet.core.tables import Rows
+    from framefleet.dataset import compact, write_part
+    from framefleet.inference import load_model
+    from framefleet.inference.pipeline import process_image
+
+    model = load_model("yolox-nano", model_dir=MODEL_DIR, download=False)
+    src = open_storage(str(media_images[0].parent))
+    local = open_storage(str(tmp_path / "results"))
+    rows = Rows("readme-b0000000", "readme")
+    for path in media_images[:4]:
+        result = process_image(path.name, src, local, model)
+        assert result.document is not None
+        rows.add_document(path.name, result.document)
+    write_part(local, rows)
+    compact(local)
+    s3_server.create_bucket("results")
+    remote = open_storage("s3://results/run1/")
+    for obj in local.list("_framefleet/results/"):
+        remote.write_bytes(obj.key, local.read_bytes(obj.key))
+    with open_results(local) as results:
+        want = sorted(
+            results.sql("SELECT class_name, count(*) FROM detections GROUP BY 1").fetchall()
+        )
+    done = subprocess.run(
+        [sys.executable, "-c", readme_block("tables", "python")],
+        cwd=tmp_path,
+        env={**os.environ, **s3_server.env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(eval(done.stdout.strip())) == want
