@@ -1,6 +1,6 @@
 """`framefleet query` and `framefleet export` on a real job's tables: the answers equal what the
-result documents say, and each export is read back by the tool it is for (pycocotools, the
-Label Studio SDK, the YOLO reader) with the same boxes."""
+result documents say, and each export is read back by the tool it is for (pycocotools, the YOLO
+reader) with the same boxes; Datumaro and the Label Studio SDK read them in `test_interop`."""
 
 from __future__ import annotations
 
@@ -141,33 +141,19 @@ def test_query_and_every_export_read_back_by_their_tools(
         if back:
             np.testing.assert_allclose([b[1:] for b in back], document.results.xyxy, atol=1.0)
 
-    # Label Studio: every prediction validates against the exported config with the SDK
-    from label_studio_sdk.label_interface import LabelInterface
-
+    # Label Studio: a subset, with the image URLs Label Studio loads (the SDK's validation of
+    # each prediction runs in test_interop, where the SDK is installed)
     ls_dir = tmp_path / "ls"
-    subset = run_cli(
-        settings,
-        "export",
-        job_id,
-        "--format",
-        "labelstudio",
-        "--out",
-        str(ls_dir),
-        "--where",
-        "item LIKE 'cam1/%'",
-        "--image-root",
-        "/data/local-files/?d=photos",
-    )
+    subset = run_cli(settings, "export", job_id, "--format", "labelstudio", "--out", str(ls_dir),
+                     "--where", "item LIKE 'cam1/%'", "--image-root", "/data/local-files/?d=photos")  # fmt: skip
     assert subset.returncode == 0, subset.stderr
     tasks = json.loads((ls_dir / "tasks.json").read_text())
     assert sorted(t["data"]["item"] for t in tasks) == sorted(
         i for i in items if i.startswith("cam1/")
     )
-    interface = LabelInterface((ls_dir / "config.xml").read_text())
     for task in tasks:
         assert task["data"]["image"].startswith("/data/local-files/?d=photos/cam1/")
         (prediction,) = task["predictions"]
-        assert interface.validate_prediction(prediction, return_errors=True) == []
         assert len(prediction["result"]) == len(documents[task["data"]["item"]].results)  # type: ignore[union-attr]
 
     # CSV: one row per box

@@ -4,15 +4,19 @@ documents, compacted when the job ends; redone messages replace their part."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from faults import holders, kill
 from fleet import Fleet, wait_for_job, wait_for_object
 from helpers import MEDIA_DIR
 from tables import assert_tables_match
 
+from benchmarks.procstats import child_pids
 from framefleet.core.documents import ImageDocument, ModelInfo
 from framefleet.core.jobrecord import JobStatus
 from framefleet.core.outputs import report_key, table_part_key, table_parts_prefix, table_prefix
@@ -24,7 +28,9 @@ from framefleet.core.tables import DETECTIONS, IMAGES, Rows
 from framefleet.dataset import compact, open_results, part_name, write_part
 from framefleet.dataset.parts import encode_table
 from framefleet.queue import create_app
+from framefleet.state.connection import Connection
 from framefleet.state.jobs import JobStore
+from framefleet.state.leases import LeaseStore
 from producer.submit import submit
 
 pytestmark = pytest.mark.integration
@@ -161,3 +167,38 @@ def test_a_classifier_counts_its_top_class_and_keeps_its_embedding(
             assert all(row[1] > 1 for row in top)  # the runners-up are rows too
         else:
             assert all(row[2] == 1280 for row in top)  # each image's embedding
+
+
+@pytest.mark.slow
+def test_ten_thousand_items_with_killed_children_keep_one_row_each(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
+) -> None:
+    """10,000 images (hard links to the shared photos), two pool children SIGKILLed mid-task:
+    their messages are redone, and the tables still hold each item once, with its boxes."""
+    settings = settings.with_(batch_size=8, lease_ttl_s=6.0)
+    fleet.settings = settings
+    src = tmp_path / "in"
+    keys = []
+    for n in range(10_000):
+        key = f"d{n // 1000}/{n:05d}{media_images[n % len(media_images)].suffix}"
+        (src / key).parent.mkdir(parents=True, exist_ok=True)
+        os.link(media_images[n % len(media_images)], src / key)
+        keys.append(key)
+    worker = fleet.start("kids", "--concurrency", "2")
+    done = submit(settings, create_app(settings), str(src), str(tmp_path / "out"), "yolox-nano")
+    leases = LeaseStore(Connection.from_url(settings.redis_url))
+    killed: set[int] = set()
+    deadline = time.monotonic() + 300
+    while len(killed) < 2:
+        assert time.monotonic() < deadline, "no pool child held a lease to kill"
+        busy = [pid for pid, _ in holders(leases) if pid in set(child_pids(worker.pid)) - killed]
+        if busy and job_store.get(done.job_id or "").done > 500 * (len(killed) + 1):
+            time.sleep(0.2)  # somewhere inside the task
+            if kill(busy[0]):
+                killed.add(busy[0])
+        time.sleep(0.05)
+    record = wait_for_job(job_store, done.job_id or "", timeout_s=1200)
+    assert (record.status, record.done, record.failed) == (JobStatus.DONE, 10_000, 0)
+    start = time.monotonic()
+    assert_tables_match(open_storage(str(tmp_path / "out")), done=keys, timeout_s=300)
+    print(f"TABLES 10k items checked in {time.monotonic() - start:.1f} s")
