@@ -108,7 +108,48 @@ def _exits(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(epilog=HELP_EPILOG)
+class AnywhereGroup(click.Group):
+    """A group whose own options may also follow the subcommand (``framefleet run ./photos
+    --model-dir ../shared/models``, ``framefleet worker --redis-wait 5``): they are moved in front
+    of it before parsing, unless the subcommand has an option of the same name."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self._hoist(ctx, list(args)))
+
+    def _hoist(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value: dict[str, bool] = {}
+        for param in self.params:
+            if isinstance(param, click.Option):
+                for name in (*param.opts, *param.secondary_opts):
+                    takes_value[name] = not (param.is_flag or param.count)
+        at = 0  # find the subcommand: the first word that is not a group option or its value
+        while at < len(args) and args[at].startswith("-"):
+            at += 2 if takes_value.get(args[at], False) else 1
+        if at >= len(args) or (command := self.get_command(ctx, args[at])) is None:
+            return args
+        own = {
+            n
+            for p in command.params
+            for n in (*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ()))
+        }
+        head, tail, i = args[:at], [args[at]], at + 1
+        while i < len(args):
+            word = args[i]
+            if word == "--":
+                tail += args[i:]
+                break
+            name = word.split("=", 1)[0]
+            if name in takes_value and name not in own:
+                width = 2 if takes_value[name] and "=" not in word else 1
+                head += args[i : i + width]
+                i += width
+                continue
+            tail.append(word)
+            i += 1
+        return head + tail
+
+
+@click.group(cls=AnywhereGroup, epilog=HELP_EPILOG)
 @setting_option("--redis-url", setting="redis_url", help="Broker and job state.")
 @setting_option(
     "--models-file",
