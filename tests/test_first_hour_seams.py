@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from fleet import run_cli
-from helpers import IMAGES_DIR
+from helpers import IMAGES_DIR, MODEL_DIR
 
 from framefleet.core.settings import Settings
 from framefleet.state.jobs import JobStore
@@ -31,3 +31,43 @@ def test_a_missing_output_bucket_is_refused_at_submit(
     assert "create it or check the bucket name" in result.stderr
     assert "s3://nobucket-out/o/" in result.stderr
     assert job_store.recent() == []
+
+
+def test_global_options_work_after_the_subcommand(settings: Settings, tmp_path: Path) -> None:
+    # Issue 30, item 5: `run ./photos --out ./r --model-dir ...` said "No such option
+    # '--model-dir'" and `worker --redis-wait 5` "No such option"; both now work in either place.
+    nowhere = {"FRAMEFLEET_MODEL_DIR": str(tmp_path / "no-models")}
+    before = run_cli(
+        settings,
+        "--model-dir",
+        str(MODEL_DIR),
+        "run",
+        str(DOG),
+        "--out",
+        str(tmp_path / "a"),
+        env=nowhere,
+    )
+    after = run_cli(
+        settings,
+        "run",
+        str(DOG),
+        "--out",
+        str(tmp_path / "b"),
+        "--model-dir",
+        str(MODEL_DIR),
+        env=nowhere,
+    )
+    assert before.returncode == after.returncode == 0, (before.stderr, after.stderr)
+    assert "1 done, 0 failed" in after.stderr
+    assert (tmp_path / "b" / "darknet_dog.jpg.json").is_file()
+    worker = run_cli(
+        settings,
+        "worker",
+        "--redis-wait",
+        "0.5",
+        "--redis-url",
+        "redis://127.0.0.1:1/0",
+        timeout_s=60,
+    )
+    assert worker.returncode == 5, worker.stderr
+    assert "still unreachable after 0.5 s" in worker.stderr
