@@ -104,14 +104,14 @@ def call(
             if now >= deadline:
                 if wait_s > 0:
                     log.error(
-                        "Redis at %s still unreachable after %.0f s; giving up",
+                        "Redis at %s still unreachable after %g s; giving up",
                         describe(client),
                         wait_s,
                     )
                 raise unreachable(client, exc) from exc
             pause = min(delay, deadline - now)
             log.warning(
-                "Redis at %s unreachable (%s); reconnecting in %.1f s (giving up in %.0f s)",
+                "Redis at %s unreachable (%s); reconnecting in %.1f s (giving up in %.1f s)",
                 describe(client),
                 _one_line(exc),
                 pause,
