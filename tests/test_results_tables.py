@@ -66,6 +66,9 @@ def test_tables_hold_one_row_per_item_and_box_of_the_documents(
     images = [p.name for p in media_images[:7]]
     assert_tables_match(dst, done=[*images, "lot.mp4"], failed=["empty.jpg", "notes.jpg"])
     assert list(dst.list(table_prefix(IMAGES)))  # compacted files, not parts
+    # Issue 30 item 10: no empty folders left where the video's and the tables' parts were
+    assert not (out / "_framefleet" / "parts").exists()
+    assert not (out / "_framefleet" / "results" / "parts").exists()
     with open_results(dst) as results:
         video = results.sql(
             "SELECT kind, frames, fps, width, height FROM images WHERE item = 'lot.mp4'"
@@ -170,6 +173,7 @@ def test_a_classifier_counts_its_top_class_and_keeps_its_embedding(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_ten_thousand_items_with_killed_children_keep_one_row_each(
     settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore, media_images: list[Path]
 ) -> None:

@@ -79,6 +79,21 @@ def test_a_symlinked_file_is_replaced_not_written_through(layout) -> None:
     assert storage.read_bytes("a.jpg.json") == b"{}"
 
 
+def test_delete_prunes_the_folders_it_empties_but_never_the_root(layout) -> None:
+    # Issue 30 item 10: a video's parts left empty _framefleet/parts/<job>/<video>/ folders.
+    storage, _ = layout
+    storage.write_bytes("_framefleet/parts/j1/clip.mp4/00000.mp4", b"part")
+    storage.write_bytes("_framefleet/keep.json", b"{}")
+    storage.delete("_framefleet/parts/j1/clip.mp4/00000.mp4")
+    assert not (storage.root / "_framefleet" / "parts").exists()
+    assert (storage.root / "_framefleet" / "keep.json").is_file()
+    storage.delete("_framefleet/keep.json")
+    assert storage.root.is_dir()
+    assert list(storage.root.iterdir()) == []
+    storage.write_bytes("_framefleet/parts/j1/again.mp4", b"part")  # writes make them again
+    assert storage.read_bytes("_framefleet/parts/j1/again.mp4") == b"part"
+
+
 def test_a_symlink_that_stays_inside_is_fine(layout) -> None:
     storage, _ = layout
     (storage.root / "real").mkdir()

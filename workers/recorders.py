@@ -69,18 +69,17 @@ class ResultParts:
         if not results:
             return
         rows = Rows(part_name(self.job_id, self.work, [r.item for r in results]), self.job_id)
-        for result in results:
-            document = result.document
-            if document is None:
-                if not result.ok:
-                    rows.add_failure(result.item, result.error, result.message, worker_id())
-                continue
-            frames = (
-                document.frame_results(self.dst.read_bytes)
-                if isinstance(document, VideoDocument)
-                else ()
+        for r in results:
+            if r.ok and r.document is None:
+                continue  # a video segment: the merged video has the rows
+            rows.add_outcome(
+                r.item,
+                r.document,
+                error=r.error,
+                message=r.message,
+                worker=worker_id(),
+                read=self.dst.read_bytes,
             )
-            rows.add_document(result.item, document, frames)
         write_part(self.dst, rows)
 
 

@@ -28,6 +28,13 @@ def output_root(settings: Settings, job: str) -> Storage:
 
     if "://" in job or os.path.isdir(job):
         return open_storage(job)
+    if os.sep in job or job.startswith("."):  # a path, not a job id
+        from framefleet.core.errors import ObjectNotFound
+
+        raise ObjectNotFound(
+            f"output folder {job} does not exist; give the folder a job wrote to (its --out) "
+            "or the job id"
+        )
     from framefleet.state.jobs import JobStore
 
     return open_storage(JobStore.from_url(settings.redis_url).get(job).output_uri)

@@ -61,13 +61,19 @@ def run(
 ) -> None:
     """Run a model over INPUT_URI (a file, folder or s3:// prefix) here, with no fleet.
 
-    Writes the same annotated outputs and result documents a fleet job writes. Use it to try a
-    model or debug one image; use `submit` for whole buckets.
+    Writes the same annotated outputs, result documents and results tables a fleet job writes.
+    Use it to try a model or debug one image; use `submit` for whole buckets.
     """
-    from framefleet.inference.pipeline import ItemResult
-    from framefleet.inference.runner import ModelRef, run_local
+    from framefleet.core.storage import open_storage
+    from framefleet.core.tables import Rows
+    from framefleet.dataset import compact, part_name, write_part
+    from framefleet.inference.pipeline import ItemResult, worker_id
+    from framefleet.inference.runner import RUN_JOB_ID, ModelRef, run_local
+
+    results: list[ItemResult] = []
 
     def show(result: ItemResult) -> None:
+        results.append(result)
         if result.ok and not quiet:
             found = ", ".join(f"{n} {name}" for name, n in sorted(result.classes.items()))
             click.echo(f"ok      {result.item}  {found or 'nothing found'}")
@@ -89,6 +95,20 @@ def run(
         on_result=show,
         max_pixels=max_pixels or settings.max_pixels,
     )
+    # The results tables, as a fleet job's: one part of this run's items, then compacted.
+    dst = open_storage(output_uri)
+    rows = Rows(part_name(RUN_JOB_ID, "run", [r.item for r in results]), RUN_JOB_ID)
+    for r in results:
+        rows.add_outcome(
+            r.item,
+            r.document,
+            error=r.error,
+            message=r.message,
+            worker=worker_id(),
+            read=dst.read_bytes,
+        )
+    write_part(dst, rows)
+    compact(dst)
     elapsed = time.perf_counter() - start
     click.echo(
         f"{summary.done} done, {summary.failed} failed, {summary.frames} images/frames in "

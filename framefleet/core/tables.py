@@ -26,14 +26,14 @@ newest part of an item wins when a redelivered or retried message wrote it twice
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from framefleet.core.documents import Document, FrameResult, ImageDocument
+from framefleet.core.documents import Document, FrameResult, ImageDocument, VideoDocument
 from framefleet.core.results import Detections, rle_encode
 
 TABLES_VERSION = 1
@@ -158,6 +158,25 @@ class Rows:
                 "created_at": _ms(doc.created_at),
             }
         )
+
+    def add_outcome(
+        self,
+        item: str,
+        document: Document | None,
+        *,
+        error: str = "",
+        message: str = "",
+        worker: str = "",
+        read: Callable[[str], bytes] | None = None,
+    ) -> None:
+        """The rows of one item's outcome: its result document's (a video's frames read with
+        ``read``, its output storage's ``read_bytes``), or a failure's when it has none."""
+        if document is None:
+            self.add_failure(item, error, message, worker)
+        elif isinstance(document, VideoDocument) and read is not None:
+            self.add_document(item, document, document.frame_results(read))
+        else:
+            self.add_document(item, document)
 
     def add_failure(
         self, item: str, error: str, message: str, worker: str, kind: str = "image"

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from framefleet.core.documents import Document, VideoDocument, read_document
+from framefleet.core.documents import Document, read_document
 from framefleet.core.errors import JobItemsExpired, PipelineError
 from framefleet.core.outputs import result_key
 from framefleet.core.storage import Storage
@@ -77,14 +77,8 @@ def _gaps(
             for item, document in zip(
                 missing, pool.map(lambda i: _document(dst, i), missing), strict=True
             ):
-                if document is None:
-                    continue
-                frames = (
-                    document.frame_results(dst.read_bytes)
-                    if isinstance(document, VideoDocument)
-                    else ()
-                )
-                rows.add_document(item, document, frames)
+                if document is not None:
+                    rows.add_outcome(item, document, read=dst.read_bytes)
         return rows.tables(written_at=0)
 
     return fill

@@ -85,10 +85,16 @@ class LocalStorage(Storage):
         """Write via a temp file and `os.replace`; ``content_type`` is ignored here."""
         path = self.path_for(key)
         try:
-            self._check_inside(path.parent, key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._check_inside(path.parent, key)  # a link may appear between check and mkdir
-            _write_atomic(path, data, self.durable)
+            for attempt in range(3):
+                self._check_inside(path.parent, key)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._check_inside(path.parent, key)  # a link may appear between check and mkdir
+                try:
+                    _write_atomic(path, data, self.durable)
+                    return
+                except FileNotFoundError:
+                    if attempt == 2:  # a `delete` pruned the folder in between: make it again
+                        raise
         except OSError as exc:
             raise self._translate(exc, "write", key) from exc
 
@@ -107,7 +113,11 @@ class LocalStorage(Storage):
             self._check_inside(target.parent, key)
             target.parent.mkdir(parents=True, exist_ok=True)
             self._check_inside(target.parent, key)
-            shutil.copyfile(path, temp)
+            try:
+                shutil.copyfile(path, temp)
+            except FileNotFoundError:  # a `delete` pruned the folder in between: make it again
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, temp)
             if self.durable:
                 _fsync_path(temp)
             os.replace(temp, target)
@@ -118,14 +128,22 @@ class LocalStorage(Storage):
             raise self._translate(exc, "write", key) from exc
 
     def delete(self, key: str) -> None:
-        """Unlink the file; see `Storage.delete`. Like writes, never through a folder that
-        resolves outside the root."""
+        """Unlink the file, then the folders it leaves empty below the root (S3 has no empty
+        folders either); see `Storage.delete`. Like writes, never through a folder that resolves
+        outside the root."""
         path = self.path_for(key)
         self._check_inside(path.parent, key, action="delete")
         try:
             path.unlink(missing_ok=True)
         except OSError as exc:
             raise self._translate(exc, "delete", key) from exc
+        for folder in path.parents:
+            if folder == self.root or self.root not in folder.parents:
+                break
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): the folders above are not empty either
+                break
 
     def open_read(self, key: str) -> BinaryIO:
         """Open the file; see `Storage.open_read`."""
