@@ -3,6 +3,8 @@ against the suite's real Redis and SeaweedFS."""
 
 from __future__ import annotations
 
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,29 @@ def test_global_options_work_after_the_subcommand(settings: Settings, tmp_path: 
     )
     assert worker.returncode == 5, worker.stderr
     assert "still unreachable after 0.5 s" in worker.stderr
+
+
+def test_an_endpoint_that_is_not_s3_is_named_as_such(settings: Settings, tmp_path: Path) -> None:
+    # Issue 30, item 8: AWS_ENDPOINT_URL at some other web server said "object not found:
+    # s3://photos/2026/; check the key and the prefix"; the fault is the endpoint.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "a",
+        "AWS_SECRET_ACCESS_KEY": "b",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    try:
+        result = run_cli(
+            settings, "submit", "s3://photos/2026/", "--out", str(tmp_path / "r"), env=env
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 4, (result.stdout, result.stderr)
+    assert "does not look like an S3 server; check AWS_ENDPOINT_URL" in result.stderr
+    assert endpoint in result.stderr
+    assert "check the key and the prefix" not in result.stderr

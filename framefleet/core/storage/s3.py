@@ -353,6 +353,14 @@ class S3Storage(Storage):
         code = _code(exc)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         where = f"{self.uri}{key}"
+        if code.isdigit() and not _from_s3(exc):
+            # A bare HTTP status with none of the x-amz-* headers every S3 server (AWS, MinIO,
+            # SeaweedFS, Ceph) sends: the endpoint is some other web server.
+            return StorageUnavailable(
+                f"{self._endpoint} answered HTTP {status} when asked to {action} {where}, "
+                "without any S3 headers: it does not look like an S3 server; check "
+                "AWS_ENDPOINT_URL (unset it for AWS)"
+            )
         if code == "NoSuchBucket":
             return self._bucket_not_found(action, key)
         if code in _MISSING_KEY_CODES:
@@ -380,6 +388,12 @@ class S3Storage(Storage):
     def _endpoint(self) -> str:
         endpoint: str = self.client.meta.endpoint_url
         return endpoint
+
+
+def _from_s3(exc: boto_errors.ClientError) -> bool:
+    """Whether the error response carries an S3 server's ``x-amz-*`` headers."""
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    return any(str(name).lower().startswith("x-amz-") for name in headers)
 
 
 def _code(exc: boto_errors.ClientError) -> str:
