@@ -99,3 +99,36 @@ def test_an_endpoint_that_is_not_s3_is_named_as_such(settings: Settings, tmp_pat
     assert "does not look like an S3 server; check AWS_ENDPOINT_URL" in result.stderr
     assert endpoint in result.stderr
     assert "check the key and the prefix" not in result.stderr
+
+
+def test_a_wrong_model_folder_is_named_and_left_uncreated(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Issue 30, item 6: `--model-dir ../shared/modelz models` listed every model as missing
+    # without a word on the folder, and a run with that path created ../shared/modelz/detection/.
+    models = tmp_path / "models.toml"
+    models.write_text(
+        '[models.far]\ntask = "detection"\nfamily = "yolox"\n'
+        'files.model = { path = "detection/far.onnx", url = "http://127.0.0.1:1/far.onnx" }\n'
+        'labels = { path = "labels/coco80.names" }\n'
+        'preprocess = { input_wh = [416, 416], resize = "letterbox" }\n'
+    )
+    typo = tmp_path / "modelz"
+    listed = run_cli(settings, "--model-dir", str(typo), "models")
+    assert listed.returncode == 0
+    assert f"the model folder {typo} does not exist" in listed.stderr
+    ran = run_cli(
+        settings.with_(models_file=models),
+        "run",
+        str(DOG),
+        "--out",
+        str(tmp_path / "r"),
+        "--model",
+        "far",
+        "--model-dir",
+        str(typo),
+    )
+    assert ran.returncode == 6, ran.stderr
+    assert "could not download model file http://127.0.0.1:1/far.onnx" in ran.stderr
+    assert f"the model folder {typo} does not exist" in ran.stderr
+    assert not typo.exists()

@@ -42,6 +42,13 @@ def models_group(ctx: click.Context) -> None:
     registry = settings.registry()
     store = ModelStore(settings.model_dir, download=False)
     click.echo(f"model files in {settings.model_dir} (--model-dir / FRAMEFLEET_MODEL_DIR)")
+    if not settings.model_dir.is_dir():
+        click.echo(
+            f"warning: the model folder {settings.model_dir} does not exist; if your model files "
+            "are elsewhere, give that folder with --model-dir or FRAMEFLEET_MODEL_DIR (models "
+            "with a URL download into this one on first use)",
+            err=True,
+        )
     rows = [("", "NAME", "TASK", "FILES", "DESCRIPTION")]
     for name in registry.names():
         spec = registry.get(name)

@@ -5,6 +5,7 @@ No OpenCV here: this only turns registry `FileSpec`s into verified local paths.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -107,7 +108,22 @@ class ModelStore:
         return digest
 
     def _download(self, url: str, sha256: str | None, target: Path) -> None:
+        made = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._fetch(url, sha256, target)
+        except Exception as exc:
+            for folder in made:  # a failed download leaves no empty folders (a typo'd path)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            if self.model_dir in made and type(exc) is ModelError:
+                raise ModelError(
+                    f"{exc}; the model folder {self.model_dir} does not exist: is --model-dir / "
+                    "FRAMEFLEET_MODEL_DIR the folder that has your model files?"
+                ) from exc
+            raise
+
+    def _fetch(self, url: str, sha256: str | None, target: Path) -> None:
         log.info("downloading %s to %s", url, target)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
@@ -127,8 +143,8 @@ class ModelStore:
             os.replace(tmp, target)
         except (urllib.error.URLError, OSError) as exc:
             raise ModelError(
-                f"could not download {url} to {target}: {exc}; check the network, or put the "
-                "file there by hand"
+                f"could not download model file {url} to {target}: {exc}; check the network, "
+                "or put the file there by hand"
             ) from exc
         finally:
             if os.path.exists(tmp):
