@@ -79,7 +79,7 @@ def compact(dst: Storage, fill: Fill | None = None, memory_limit: str = MEMORY_L
             keys, rows = _write_files(dst, table, generation, reader, Path(tmp))
             done.written.extend(keys)
             done.rows[table] = rows
-        read = {obj.key: obj.tag for files in results.files.values() for obj in files}
+        read = {key: tag for files in results.read.values() for key, tag in files.items()}
     written = set(done.written)
     for table in TABLES:
         for obj in table_files(dst, table):

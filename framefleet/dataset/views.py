@@ -31,7 +31,7 @@ from framefleet.core.outputs import table_parts_prefix, table_prefix
 from framefleet.core.storage import Storage, StorageObject
 from framefleet.core.tables import DETECTIONS, IMAGES, SCHEMAS, TABLES
 
-MEMORY_LIMIT = "128MB"
+MEMORY_LIMIT = "256MB"
 """DuckDB's memory cap for the tables; beyond it, it spills to its temporary folder."""
 
 READERS = 16
@@ -43,8 +43,8 @@ WHOLE_BYTES = 8 << 20
 BATCH_ROWS = 65_536
 
 RUN_FILES = 1000
-"""Local parts DuckDB reads in one go into a local run file (its state per file is freed
-after each run)."""
+"""Local parts one short-lived DuckDB connection copies into a local run file: DuckDB keeps
+state for every file it has scanned until its connection closes (50k parts held 100 MB)."""
 
 Fill = Callable[[duckdb.DuckDBPyConnection], dict[str, pa.Table]]
 """Given the connection with ``raw_images`` loaded, the rows of items the tables lack."""
@@ -56,11 +56,12 @@ class Results:
 
     Attributes:
         con: the connection (``raw_images``/``raw_detections`` hold every row as written).
-        files: the keys read for each table (compaction deletes what it read).
+        read: key -> tag of every file read, per table (compaction deletes what it read, unless
+            it was rewritten since).
     """
 
     con: duckdb.DuckDBPyConnection
-    files: dict[str, list[StorageObject]] = field(default_factory=dict)
+    read: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def sql(self, query: str, params: Sequence[object] | None = None) -> duckdb.DuckDBPyConnection:
         """Run ``query`` over the tables; fetch from what it returns (``fetchall``,
@@ -68,12 +69,11 @@ class Results:
         return self.con.execute(query, params)
 
 
-def table_files(dst: Storage, table: str) -> list[StorageObject]:
-    """The compacted files and the parts of ``table`` under the output root ``dst``."""
-    found: list[StorageObject] = []
+def table_files(dst: Storage, table: str) -> Iterator[StorageObject]:
+    """The compacted files and the parts of ``table`` under the output root ``dst``, listed
+    lazily (a million-item job has 125k parts)."""
     for prefix in (table_prefix(table), table_parts_prefix(table)):
-        found.extend(dst.list(prefix, suffixes=[".parquet"]))
-    return found
+        yield from dst.list(prefix, suffixes=[".parquet"])
 
 
 @contextmanager
@@ -100,8 +100,8 @@ def open_results(
             con.execute("SET enable_progress_bar = false")  # it would print into `query`
             results = Results(con)
             for table in TABLES:
-                results.files[table] = table_files(dst, table)
-                _load(con, dst, table, results.files[table], Path(tmp))
+                results.read[table] = {}
+                _load(con, dst, table, results.read[table], Path(tmp))
             _add_missing(con, {} if fill is None else fill(con))
             _create_views(con)
             yield results
@@ -110,38 +110,42 @@ def open_results(
 
 
 def _load(
-    con: duckdb.DuckDBPyConnection,
-    dst: Storage,
-    table: str,
-    files: Sequence[StorageObject],
-    tmp: Path,
+    con: duckdb.DuckDBPyConnection, dst: Storage, table: str, read: dict[str, str], tmp: Path
 ) -> None:
-    """``raw_<table>``: every row of ``files``, as a view DuckDB reads from local Parquet files.
+    """``raw_<table>``: every row of the table's files under ``dst`` (their tags noted in
+    ``read``), as a view DuckDB reads from local Parquet files.
 
-    Compacted files in a local folder are read in place. Everything else (the parts, and any
-    file in S3) is first streamed into one local file, a batch at a time: DuckDB given
-    thousands of small files keeps state for each (about 25 kB: 380 MB at 300k rows in 15k
-    parts), while one file costs it nothing per part."""
+    Compacted files in a local folder are read in place. Local parts are copied into run files
+    of `RUN_FILES` parts each, by a DuckDB connection of their own; anything else (S3) is
+    streamed into one local file a batch at a time. So the memory it takes does not grow with
+    the number of parts."""
     in_place: list[str] = []
-    local_parts: list[str] = []
-    copied: list[StorageObject] = []
-    for obj in files:
+    chunk: list[str] = []
+    remote: list[StorageObject] = []
+
+    def flush_chunk() -> None:
+        run = tmp / f"{table}-run{len(in_place):05d}.parquet"
+        _copy_run(chunk, run, con)
+        in_place.append(str(run))
+        chunk.clear()
+
+    for obj in table_files(dst, table):
+        read[obj.key] = obj.tag
         path = dst.local_path(obj.key)
         if path is None:
-            copied.append(obj)
+            remote.append(obj)  # small: the parts' rows wait in S3, not here
         elif obj.key.startswith(table_prefix(table)):
             in_place.append(str(path))
         else:
-            local_parts.append(str(path))
-    for start in range(0, len(local_parts), RUN_FILES):  # DuckDB reads them, a run at a time
-        run = tmp / f"{table}-run{start // RUN_FILES:05d}.parquet"
-        listed = ", ".join(_quote(path) for path in local_parts[start : start + RUN_FILES])
-        con.execute(f"COPY (SELECT * FROM read_parquet([{listed}])) TO {_quote(str(run))}")
-        in_place.append(str(run))
-    if copied:
+            chunk.append(str(path))
+            if len(chunk) >= RUN_FILES:
+                flush_chunk()
+    if chunk:
+        flush_chunk()
+    if remote:
         run = tmp / f"{table}-copied.parquet"
         with pq.ParquetWriter(run, SCHEMAS[table], compression="snappy") as writer:
-            for batch in _reader(dst, copied, SCHEMAS[table]):
+            for batch in _reader(dst, remote, SCHEMAS[table]):
                 writer.write_batch(batch)
         in_place.append(str(run))
     if not in_place:
@@ -151,6 +155,20 @@ def _load(
         return
     listed = ", ".join(_quote(path) for path in in_place)
     con.execute(f"CREATE VIEW raw_{table} AS SELECT * FROM read_parquet([{listed}])")
+
+
+def _copy_run(paths: Sequence[str], run: Path, con: duckdb.DuckDBPyConnection) -> None:
+    """Copy the rows of the Parquet files ``paths`` into ``run`` with a connection that closes
+    after (it frees what DuckDB keeps for each file it scanned)."""
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    copier = duckdb.connect()
+    try:
+        copier.execute(f"SET memory_limit = '{limit[0] if limit else MEMORY_LIMIT}'")
+        copier.execute("SET threads = 1")
+        listed = ", ".join(_quote(path) for path in paths)
+        copier.execute(f"COPY (SELECT * FROM read_parquet([{listed}])) TO {_quote(str(run))}")
+    finally:
+        copier.close()
 
 
 def _quote(text: str) -> str:
