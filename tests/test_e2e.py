@@ -205,7 +205,17 @@ def test_status_counts_while_running_and_at_end(
         pytest.param(["--model", "nope"], 3, "known models: deeplab-v3", id="unknown-model"),
         # an input folder that does not exist: exit 4, the path named
         pytest.param(
-            ["--input", "/nonexistent/photos"], 4, "/nonexistent/photos", id="missing-input"
+            ["--input", "/nonexistent/photos"],
+            4,
+            "input folder /nonexistent/photos does not exist",
+            id="missing-input",
+        ),
+        # a file that does not exist is called a file (issue 30, item 10)
+        pytest.param(
+            ["--input", "/nonexistent/photo.jpg"],
+            4,
+            "input file /nonexistent/photo.jpg does not exist",
+            id="missing-file",
         ),
     ],
 )

@@ -82,7 +82,7 @@ def first_media(
     """The first image or video of ``listing`` and how many other keys came before it.
 
     Raises:
-        ObjectNotFound: a local input folder that does not exist.
+        ObjectNotFound: a local input file or folder that does not exist.
         NoMediaError: the input is empty, or holds no file with a media suffix.
     """
     skipped = 0
@@ -93,7 +93,9 @@ def first_media(
             return obj, skipped
         skipped += 1
     if isinstance(src, LocalStorage) and not src.root.is_dir():
-        raise ObjectNotFound(f"input folder {src.root} does not exist; check the path")
+        # A missing path is read as a folder; one named like a media file was meant as a file.
+        what = "file" if classify(src.root.name) != "skip" else "folder"
+        raise ObjectNotFound(f"input {what} {src.root} does not exist; check the path")
     suffixes = " ".join(defaults.IMAGE_SUFFIXES + defaults.VIDEO_SUFFIXES)
     what = (
         f"{skipped} files, none of them media"
