@@ -7,6 +7,7 @@ nothing; two producers started at once share one job, one listing and one standi
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -103,6 +104,10 @@ def test_follow_local_new_and_rewritten_files_then_cancel(
     # itself is the follow_lag benchmark's figure.
     added_at = time.monotonic()
     keys += [put_image(src, "cam/03.jpg"), put_image(src, "cam/04.jpg")]
+    # cam/04.jpg as `cp -p` lands it: an mtime from yesterday; its lag counts from its arrival
+    # (issue 30, item 10: p95 read 264 s)
+    yesterday = time.time() - 86_400
+    os.utime(tmp_path / "in" / "cam/04.jpg", (yesterday, yesterday))
     until_done(job_store, job_id, 5, timeout_s=30)
     took = time.monotonic() - added_at
     assert took <= 2 * interval_s, f"new files took {took:.2f} s with --interval {interval_s}s"
@@ -135,7 +140,7 @@ def test_follow_local_new_and_rewritten_files_then_cancel(
         1,
     )
     assert follow["lags"] >= 5
-    assert 0 < follow["lag_p50_s"] <= follow["lag_p95_s"]
+    assert 0 < follow["lag_p50_s"] <= follow["lag_p95_s"] < 60
     text = run_cli(fleet.settings, "status", job_id).stdout
     assert f"following every {interval_s:g} s" in text
     assert "lag       arrival to result p50" in text

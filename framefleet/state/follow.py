@@ -59,7 +59,8 @@ class FollowInfo:
         state: ``following`` or ``closed``.
         seen: object versions enqueued (new keys, plus rewrites); rewrites: of those, rewrites.
         lag_p50_s, lag_p95_s: seconds from an object's arrival (its modification time in the
-            store) to its outcome, over the last `LAG_WINDOW` outcomes; None before the first.
+            store, or a local file's ctime when later: a copy that kept an old mtime) to its
+            outcome, over the last `LAG_WINDOW` outcomes; None before the first.
     """
 
     state: str
@@ -212,7 +213,9 @@ class FollowStore:
                 self.keys.job_part(job_id, "videos"),
             )
             is_video = obj.key.lower().endswith(defaults.VIDEO_SUFFIXES)
-            args += [obj.key, obj.tag or f"{obj.size}", obj.modified]
+            # Arrival: when it landed under its name. A copy that keeps its mtime (cp -p, rsync
+            # -a) has an mtime from the past, but its ctime says when it came (`changed`).
+            args += [obj.key, obj.tag or f"{obj.size}", max(obj.modified, obj.changed)]
             args += list(video) if is_video else ["", "", ""]
         job_parts = (self.keys.job_part(job_id, part) for part in ("done", "failed"))
         parts = ("seen", "unsent", "arrived", "redo")
