@@ -3,12 +3,13 @@ against the suite's real Redis and SeaweedFS."""
 
 from __future__ import annotations
 
+import re
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from fleet import run_cli
+from fleet import Fleet, run_cli
 from helpers import IMAGES_DIR, MODEL_DIR
 
 from framefleet.core.settings import Settings
@@ -132,3 +133,26 @@ def test_a_wrong_model_folder_is_named_and_left_uncreated(
     assert "could not download model file http://127.0.0.1:1/far.onnx" in ran.stderr
     assert f"the model folder {typo} does not exist" in ran.stderr
     assert not typo.exists()
+
+
+def test_rates_count_from_the_first_lease_not_a_fast_failure(
+    settings: Settings, fleet: Fleet, tmp_path: Path, job_store: JobStore
+) -> None:
+    # Issue 30, item 7: five bad files failing in a millisecond made the window tiny: "1318.07
+    # items/s". The window now opens when a worker takes the job's first message, lasts a
+    # second at least, and images/s is frames over that window.
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in range(5):
+        (photos / f"bad{n}.jpg").write_bytes(b"not a jpeg")
+    (photos / DOG.name).write_bytes(DOG.read_bytes())
+    fleet.start("w1")
+    result = run_cli(settings, "submit", str(photos), "--out", str(tmp_path / "out"), "--wait")
+    assert result.returncode == 1, result.stderr  # some items failed
+    speed = re.search(r"speed\s+([\d.]+) items/s, ([\d.]+) images/s", result.stdout)
+    assert speed, result.stdout
+    assert float(speed.group(1)) <= 6.0  # six items, over at least a second
+    assert 0 < float(speed.group(2)) <= 1.0
+    job = job_store.get(result.stdout.splitlines()[0].strip())
+    assert job.started_at is not None
+    assert job.created_at <= job.started_at <= (job.finished_at or 0)

@@ -115,16 +115,22 @@ class JobRecord:
         return max(0.0, end - self.created_at)
 
     def rate(self, now: float | None = None) -> float:
-        """Items per second since the first outcome (0.0 before it)."""
+        """Items per second since the work started (0.0 before the first outcome)."""
         if self.started_at is None or self.processed == 0:
             return 0.0
-        end = self.finished_at or (time.time() if now is None else now)
-        return self.processed / max(end - self.started_at, 1e-3)
+        return self.processed / self._working_s(now)
 
     def frame_rate(self, now: float | None = None) -> float:
-        """Images per second (video frames count one each) since the first outcome."""
-        items = self.rate(now)
-        return items * self.frames / self.done if self.done else 0.0
+        """Images per second (video frames count one each) since the work started."""
+        if self.started_at is None or self.frames == 0:
+            return 0.0
+        return self.frames / self._working_s(now)
+
+    def _working_s(self, now: float | None) -> float:
+        # From the first lease a worker took (`started_at`) to the end, and at least a second:
+        # a rate over a few milliseconds (bad files fail at once) says nothing.
+        end = self.finished_at or (time.time() if now is None else now)
+        return max(end - (self.started_at or end), 1.0)
 
     def eta_s(self, now: float | None = None) -> float | None:
         """Seconds left at the current rate; None while unknown (listing, or no outcome yet)."""

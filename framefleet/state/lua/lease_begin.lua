@@ -7,8 +7,14 @@
 -- Returns {status, params, done flags, crash counts or {}, redo flags or {}} ({status} if the
 -- job is not live; {false} if there is no such job). A crash count is the unit's starts alone
 -- that ended with no outcome (0: a suspect, -1: none).
-local f = redis.call('HMGET', KEYS[1], 'status', 'params', 'crashed', 'following')
+local f = redis.call('HMGET', KEYS[1], 'status', 'params', 'crashed', 'following', 'started_at')
 if not is_live(f[1]) then return {f[1]} end
+if not f[5] then
+  -- The job's work starts with its first lease (rates count from here, not from a first
+  -- outcome that a bad file gives in a millisecond).
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'started_at', t[1] + t[2] / 1000000)
+end
 if redis.call('ZADD', KEYS[2], 'NX', ARGV[7], ARGV[1]) == 0 then
   -- Taken over (Celery redelivered the message of a process that died holding it, or a delayed
   -- retry starts): a holder that died counts a start of its units.
