@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 from kombu.exceptions import BatchPublishError, OperationalError
 from kombu.messaging import Producer
 from kombu.transport import redis as kombu_redis
@@ -127,7 +127,7 @@ def create_app(settings: Settings, models: Iterable[str] = ()) -> Celery:
             "visibility_timeout": settings.visibility_timeout_s,
             "socket_connect_timeout": 5,
         },
-        task_queues=[Queue(queue_name(m)) for m in models] or None,  # type: ignore[no-untyped-call]
+        task_queues=[model_queue(m) for m in models] or None,
         task_default_queue=queue_name(settings.worker_models[0])
         if settings.worker_models
         else "framefleet",
@@ -135,6 +135,16 @@ def create_app(settings: Settings, models: Iterable[str] = ()) -> Celery:
     if settings.redis_url.startswith(("redis://", "unix://")):
         app.conf.broker_transport = f"{__name__}:RedisTransport"
     return app
+
+
+def model_queue(model: str) -> Queue:
+    """The queue of ``model``'s messages, on a direct exchange of the same name with its name as
+    the routing key: what a producer that declares nothing publishes to. (Left to Celery, every
+    queue a worker consumed was bound to the first one's exchange and key, and the worker banner
+    read ``framefleet.yunet exchange=framefleet.yolox-nano(direct)``.)"""
+    name = queue_name(model)
+    exchange = Exchange(name, type="direct")  # type: ignore[no-untyped-call]
+    return Queue(name, exchange, routing_key=name)  # type: ignore[no-untyped-call]
 
 
 def task_options(job: Message) -> dict[str, str]:

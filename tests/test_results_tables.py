@@ -150,7 +150,7 @@ def test_a_classifier_counts_its_top_class_and_keeps_its_embedding(
     names = sorted(p.name for p in media_images[:3])
     for path in media_images[:3]:
         shutil.copy(path, src / path.name)
-    fleet.start("w1", "--models", "mobilenet-v2,mobilenet-v2-embed")
+    worker = fleet.start("w1", "--models", "mobilenet-v2,mobilenet-v2-embed")
     for model in ("mobilenet-v2", "mobilenet-v2-embed"):
         out = tmp_path / model
         done = submit(settings, create_app(settings), str(src), str(out), model)
@@ -170,6 +170,11 @@ def test_a_classifier_counts_its_top_class_and_keeps_its_embedding(
             assert all(row[1] > 1 for row in top)  # the runners-up are rows too
         else:
             assert all(row[2] == 1280 for row in top)  # each image's embedding
+    # Each model's queue on its own exchange and key (issue 30 item 9: the second queue was
+    # bound to the first one's)
+    for model in ("mobilenet-v2", "mobilenet-v2-embed"):
+        queue = f"framefleet.{model}"
+        assert f"{queue} exchange={queue}(direct) key={queue}" in worker.log()
 
 
 @pytest.mark.slow
