@@ -4,12 +4,14 @@ against the suite's real Redis and SeaweedFS."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from fleet import Fleet, run_cli
+from fleet import REPO, Fleet, run_cli
 from helpers import IMAGES_DIR, MODEL_DIR
 
 from framefleet.core.settings import Settings
@@ -156,3 +158,17 @@ def test_rates_count_from_the_first_lease_not_a_fast_failure(
     job = job_store.get(result.stdout.splitlines()[0].strip())
     assert job.started_at is not None
     assert job.created_at <= job.started_at <= (job.finished_at or 0)
+
+
+def test_building_the_package_prints_no_deprecation(tmp_path: Path) -> None:
+    # Issue 30, item 9: `pip install .` printed setuptools' "project.license as a TOML table is
+    # deprecated" banner.
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert "deprecated" not in (built.stdout + built.stderr).lower()
+    assert list(tmp_path.glob("framefleet-*.whl"))
