@@ -172,3 +172,47 @@ def test_building_the_package_prints_no_deprecation(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr[-3000:]
     assert "deprecated" not in (built.stdout + built.stderr).lower()
     assert list(tmp_path.glob("framefleet-*.whl"))
+
+
+@pytest.mark.parametrize(
+    ("args", "hidden", "extra"),
+    [
+        (["finetune", "--data", "DATA", "--out", "OUT"], "onnx", "learn"),
+        (["train", "--data", "DATA", "--out", "OUT"], "torch", "train"),
+        (
+            ["evaluate", "--model", "mobilenet-v2", "--data", "DATA", "--out", "OUT"],
+            "pycocotools",
+            "learn",
+        ),
+    ],
+)
+def test_learning_commands_name_the_extra_they_need(
+    settings: Settings, tmp_path: Path, args: list[str], hidden: str, extra: str
+) -> None:
+    # Issue 30, item 2: with [worker,monitor] installed, finetune and train ended in a traceback,
+    # `ModuleNotFoundError: No module named 'onnx'`. The module is hidden here as if not installed.
+    args = [
+        str(tmp_path) if a == "DATA" else str(tmp_path / "out") if a == "OUT" else a for a in args
+    ]
+    blocked = (
+        "import sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] == {hidden!r}:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        "from framefleet.cli import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", blocked, *args],
+        env=Fleet(settings, tmp_path).env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert f"pip install '.[{extra}]'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()  # refused before any work

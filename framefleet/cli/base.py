@@ -195,6 +195,37 @@ def main(
     )
 
 
+LEARN_MODULES = {
+    "sklearn": "scikit-learn",
+    "onnx": "onnx",
+    "matplotlib": "matplotlib",
+    "pycocotools": "pycocotools",
+}
+"""What the ``learn`` extra installs (finetune, train, evaluate), import name -> package."""
+
+
+def require_extra(command: str, extra: str, modules: dict[str, str]) -> None:
+    """Refuse ``command`` at once, naming the extra to install, if a module it needs is missing
+    (not a traceback after the work: issue 30 item 2).
+
+    Raises:
+        ConfigError: one of ``modules`` (import name -> package) cannot be imported.
+    """
+    import importlib
+
+    missing = []
+    for module, package in modules.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise ConfigError(
+            f"framefleet {command} needs {', '.join(missing)}, from the '{extra}' extra: in the "
+            f"clone, pip install '.[{extra}]' (from a wheel: 'framefleet[{extra}]')"
+        )
+
+
 model_option = click.option(
     "--model",
     envvar="FRAMEFLEET_MODEL",

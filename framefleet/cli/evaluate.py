@@ -58,7 +58,10 @@ def evaluate(
     """Score MODEL (or a finished job's outputs) on labelled data: accuracy, per-class
     precision/recall/F1 and a confusion matrix for classification; COCO mAP (pycocotools) for
     detection. Writes metrics.json, confusion_matrix.png and pr_curves.png to --out."""
+    from framefleet.cli.base import LEARN_MODULES, require_extra
     from framefleet.core.errors import ConfigError
+
+    require_extra("evaluate", "learn", LEARN_MODULES)
     from framefleet.learn.evaluate import Source, evaluate, from_job
 
     settings = settings.with_(local_max_items=local_max_items)

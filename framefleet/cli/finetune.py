@@ -9,11 +9,13 @@ import click
 
 from framefleet.cli.base import (
     HELP_EPILOG,
+    LEARN_MODULES,
     _exits,
     holdout_option,
     local_max_items_option,
     main,
     parity_option,
+    require_extra,
 )
 from framefleet.core import defaults
 from framefleet.core.settings import Settings
@@ -105,6 +107,10 @@ def finetune(
     settings = settings.with_(
         holdout=holdout, parity_atol=parity_atol, local_max_items=local_max_items
     )
+    if method == "deep":
+        require_extra("finetune --method deep", "train", {**LEARN_MODULES, "torch": "torch"})
+    else:
+        require_extra("finetune", "learn", LEARN_MODULES)
     require_registry(settings, name)
 
     def echo(message: str) -> None:

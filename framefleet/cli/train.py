@@ -47,7 +47,10 @@ def train(
 ) -> None:
     """Train a small CNN (Conv2D, MaxPooling2D, Flatten, Dense) from scratch with PyTorch; export
     ONNX, check it through cv2.dnn, register it. Needs the train extra (PyTorch)."""
+    from framefleet.cli.base import LEARN_MODULES, require_extra
     from framefleet.cli.finetune import report, require_registry
+
+    require_extra("train", "train", {**LEARN_MODULES, "torch": "torch"})
     from framefleet.learn.train import train as run
 
     settings = settings.with_(holdout=holdout, parity_atol=parity_atol)
