@@ -167,7 +167,7 @@ def test_ctrl_c_during_wait_detaches_with_a_hint(
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.communicate()  # reaps it and closes its pipes, however the test ends
     assert proc.returncode == 130, err
     assert f"framefleet status {job_id} --watch" in err
     assert f"framefleet cancel {job_id}" in err

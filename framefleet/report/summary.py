@@ -18,7 +18,6 @@ from framefleet.core.errors import JobFinished, StorageError
 from framefleet.core.jobrecord import JobRecord, JobStatus
 from framefleet.core.outputs import parts_prefix, report_key
 from framefleet.core.storage import Storage, open_storage
-from framefleet.report.compaction import compact_job
 from framefleet.state.jobs import JobStore
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,10 @@ def write_report(jobs: JobStore, job_id: str) -> JobRecord:
     if record.finished and record.videos:
         delete_scratch(dst, job_id)
     if record.finished:
+        # Imported here: DuckDB and Arrow load only in the process that ends a job, not in
+        # every producer command that imports the report.
+        from framefleet.report.compaction import compact_job
+
         try:
             compacted = compact_job(jobs, job_id, dst, failures)
         except Exception as exc:  # the parts stay readable as they are; only compaction waits
