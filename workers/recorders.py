@@ -13,6 +13,7 @@ compaction fills in.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from framefleet.dataset.parts import part_name, write_part
 from framefleet.inference.pipeline import ItemResult, worker_id
 from framefleet.state.jobs import JobStore, Outcome
 from framefleet.state.leases import LeaseStore
+
+log = logging.getLogger(__name__)
 
 FLUSH_S = 1.0
 """Longest time an image outcome waits before it is recorded (live progress)."""
@@ -65,22 +68,32 @@ class ResultParts:
         self.work = work
 
     def write(self, results: list[ItemResult]) -> None:
-        """Write one part with the rows of ``results`` (items, or merged videos)."""
+        """Write one part with the rows of ``results`` (items, or merged videos). Never raises:
+        the outcomes must reach the job state whatever happens to their rows, and the job's
+        compaction adds the rows of a part that was not written."""
         if not results:
             return
-        rows = Rows(part_name(self.job_id, self.work, [r.item for r in results]), self.job_id)
-        for r in results:
-            if r.ok and r.document is None:
-                continue  # a video segment: the merged video has the rows
-            rows.add_outcome(
-                r.item,
-                r.document,
-                error=r.error,
-                message=r.message,
-                worker=worker_id(),
-                read=self.dst.read_bytes,
+        try:
+            rows = Rows(part_name(self.job_id, self.work, [r.item for r in results]), self.job_id)
+            for r in results:
+                if r.ok and r.document is None:
+                    continue  # a video segment: the merged video has the rows
+                rows.add_outcome(
+                    r.item,
+                    r.document,
+                    error=r.error,
+                    message=r.message,
+                    worker=worker_id(),
+                    read=self.dst.read_bytes,
+                )
+            write_part(self.dst, rows)
+        except Exception:
+            log.exception(
+                "results part of %d item(s) of job %s not written; the job's compaction adds "
+                "them from their documents",
+                len(results),
+                self.job_id,
             )
-        write_part(self.dst, rows)
 
 
 class ImageRecorder:
