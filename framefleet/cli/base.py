@@ -4,12 +4,11 @@ every command uses. Commands live one module per concern beside this one."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -194,16 +193,6 @@ def main(
     ctx.obj = Settings.from_env(
         redis_url=redis_url, models_file=models_file, model_dir=model_dir, redis_wait_s=redis_wait_s
     )
-
-
-def leave(code: int) -> NoReturn:
-    """Exit at once with ``code`` after a Ctrl-C that detached from a job, skipping interpreter
-    finalization: the command's work is done and said, and the KeyboardInterrupt may have hit
-    inside a client library, whose exit-time cleanup can then wait forever (seen in CI: a
-    detached `submit --wait` that had closed its output and never exited)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 LEARN_MODULES = {

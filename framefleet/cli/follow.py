@@ -4,12 +4,13 @@ which goes on, with how to come back or stop it."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 import click
 from rich.console import Console
 
-from framefleet.cli.base import EXIT_INTERRUPTED, leave
+from framefleet.cli.base import EXIT_INTERRUPTED
 from framefleet.core.jobrecord import JobRecord
 from framefleet.core.settings import Settings
 from framefleet.state.jobs import JobStore
@@ -78,4 +79,4 @@ def follow(settings: Settings, jobs: JobStore, job_id: str) -> JobRecord:
             f"  stop it:         framefleet cancel {job_id}",
             err=True,
         )
-        leave(EXIT_INTERRUPTED)
+        sys.exit(EXIT_INTERRUPTED)

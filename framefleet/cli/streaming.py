@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from framefleet.cli.base import EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_OK, leave
+from framefleet.cli.base import EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_OK
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 
@@ -176,7 +176,7 @@ def run_follow(
             f"it, or `framefleet cancel {job}` to close it",
             err=True,
         )
-        leave(EXIT_INTERRUPTED)
+        sys.exit(EXIT_INTERRUPTED)
     click.echo(
         f"job {outcome.job_id} closed ({outcome.reason}); finishing what was enqueued", err=True
     )
