@@ -153,6 +153,9 @@ def test_ctrl_c_during_wait_detaches_with_a_hint(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background by a shell (`bash .ci/run &`) inherits SIGINT
+        # ignored, and so would the child: give it the default a terminal user has.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stdout is not None
