@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 from fleet import REPO, Fleet, cli, wait_for_job
 from helpers import IMAGES_DIR, MODEL_DIR, read_image
+from tables import assert_tables_match
 
 from framefleet.core.documents import ImageDocument, read_document
 from framefleet.core.errors import DocumentError, ImageDecodeError, UnknownModelError
 from framefleet.core.outputs import annotated_key, report_key, result_key
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
+from framefleet.dataset import open_results
 from framefleet.inference import analyse_image, load_model
 from framefleet.queue import create_app
 from framefleet.state.jobs import JobStore
@@ -168,3 +170,13 @@ def test_api_run_and_fleet_write_the_same_documents(
         assert fleet_out.read_bytes(annotated_key(path.name)) == run_out.read_bytes(
             annotated_key(path.name)
         )
+    # ...and the same results tables (run writes and compacts them as a fleet job does)
+    tables = {}
+    for name, out in (("fleet", fleet_out), ("run", run_out)):
+        assert_tables_match(out, done=[p.name for p in media_images])
+        with open_results(out) as results:
+            tables[name] = results.sql(
+                "SELECT item, rank, class_id, round(score, 3), round(x1, 1), round(y2, 1) "
+                "FROM detections ORDER BY item, rank"
+            ).fetchall()
+    assert tables["fleet"] == tables["run"]

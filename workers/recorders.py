@@ -23,7 +23,7 @@ from framefleet.core.documents import VideoDocument
 from framefleet.core.storage import Storage
 from framefleet.core.tables import Rows
 from framefleet.dataset.parts import part_name, write_part
-from framefleet.inference.pipeline import ItemResult, worker_id
+from framefleet.inference.pipeline import ItemResult
 from framefleet.state.jobs import JobStore, Outcome
 from framefleet.state.leases import LeaseStore
 
@@ -75,17 +75,8 @@ class ResultParts:
             return
         try:
             rows = Rows(part_name(self.job_id, self.work, [r.item for r in results]), self.job_id)
-            for r in results:
-                if r.ok and r.document is None:
-                    continue  # a video segment: the merged video has the rows
-                rows.add_outcome(
-                    r.item,
-                    r.document,
-                    error=r.error,
-                    message=r.message,
-                    worker=worker_id(),
-                    read=self.dst.read_bytes,
-                )
+            for result in results:
+                result.add_rows(rows, self.dst.read_bytes)
             write_part(self.dst, rows)
         except Exception:
             log.exception(

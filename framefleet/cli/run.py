@@ -67,7 +67,7 @@ def run(
     from framefleet.core.storage import open_storage
     from framefleet.core.tables import Rows
     from framefleet.dataset import compact, part_name, write_part
-    from framefleet.inference.pipeline import ItemResult, worker_id
+    from framefleet.inference.pipeline import ItemResult
     from framefleet.inference.runner import RUN_JOB_ID, ModelRef, run_local
 
     results: list[ItemResult] = []
@@ -98,15 +98,8 @@ def run(
     # The results tables, as a fleet job's: one part of this run's items, then compacted.
     dst = open_storage(output_uri)
     rows = Rows(part_name(RUN_JOB_ID, "run", [r.item for r in results]), RUN_JOB_ID)
-    for r in results:
-        rows.add_outcome(
-            r.item,
-            r.document,
-            error=r.error,
-            message=r.message,
-            worker=worker_id(),
-            read=dst.read_bytes,
-        )
+    for result in results:
+        result.add_rows(rows, dst.read_bytes)
     write_part(dst, rows)
     compact(dst)
     elapsed = time.perf_counter() - start

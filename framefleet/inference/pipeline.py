@@ -35,6 +35,7 @@ from framefleet.core.messages import ImageBatch
 from framefleet.core.outputs import annotated_key, result_key
 from framefleet.core.results import Detections
 from framefleet.core.storage import Storage
+from framefleet.core.tables import Rows
 from framefleet.inference.engines import Blob
 from framefleet.inference.imageio import decode_image, encode_image
 from framefleet.inference.loaded import LoadedModel
@@ -70,6 +71,21 @@ class ItemResult:
     frames: int = 1
     timings_ms: dict[str, float] = field(default_factory=dict)
     document: Document | None = field(default=None, repr=False)
+
+    def add_rows(self, rows: Rows, read: Callable[[str], bytes]) -> None:
+        """Add this outcome's rows to the results tables' ``rows``: its document's (a video's
+        frames read with ``read``), or its failure's. A video segment adds none: its merged
+        video has the rows."""
+        if self.ok and self.document is None:
+            return
+        rows.add_outcome(
+            self.item,
+            self.document,
+            error=self.error,
+            message=self.message,
+            worker=worker_id(),
+            read=read,
+        )
 
     def reason(self) -> dict[str, Any]:
         """The failure as recorded in the job state and ``failures.jsonl``."""
