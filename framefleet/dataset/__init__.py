@@ -9,10 +9,38 @@ the compacted files and the parts as one pair of tables in DuckDB, counting each
     _framefleet/results/images/<generation>-0000.parquet        compacted
     _framefleet/results/detections/<generation>-0000.parquet
     _framefleet/results/parts/{images,detections}/<part>.parquet  not compacted yet
+
+The reading side (`compact`, `open_results`) loads on first use: a worker process writes parts
+with pyarrow alone and never pays for DuckDB (about 24 MB of RSS each).
 """
 
-from framefleet.dataset.compact import Compacted, compact
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from framefleet.dataset.parts import part_name, write_part
-from framefleet.dataset.views import Fill, Results, open_results
+
+if TYPE_CHECKING:
+    from framefleet.dataset.compaction import Compacted, compact
+    from framefleet.dataset.views import Fill, Results, open_results
+
+_LAZY = {
+    "Compacted": "framefleet.dataset.compaction",
+    "compact": "framefleet.dataset.compaction",
+    "Fill": "framefleet.dataset.views",
+    "Results": "framefleet.dataset.views",
+    "open_results": "framefleet.dataset.views",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
+
 
 __all__ = ["Compacted", "Fill", "Results", "compact", "open_results", "part_name", "write_part"]
