@@ -145,7 +145,7 @@ def _load(
     if remote:
         run = tmp / f"{table}-copied.parquet"
         with pq.ParquetWriter(run, SCHEMAS[table], compression="snappy") as writer:
-            for batch in _reader(dst, remote, SCHEMAS[table]):
+            for batch in _coalesce(_batches(dst, remote, SCHEMAS[table])):
                 writer.write_batch(batch)
         in_place.append(str(run))
     if not in_place:
@@ -176,25 +176,14 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _reader(
-    dst: Storage, files: Sequence[StorageObject], schema: pa.Schema
-) -> pa.RecordBatchReader:
-    """One stream of record batches over ``files``, each cast to the declared schema, in
-    batches of about `BATCH_ROWS` rows (DuckDB pays per batch, and a part holds a few rows)."""
-    return pa.RecordBatchReader.from_batches(schema, _coalesce(_batches(dst, files, schema)))
-
-
 def _batches(
     dst: Storage, files: Sequence[StorageObject], schema: pa.Schema
 ) -> Iterator[pa.RecordBatch]:
-    """The batches of ``files`` read through ``dst`` (a local file directly; on S3 a small file
-    in one GET, a large one by ranges), at most `READERS` files ahead, so memory stays bounded
-    however many parts there are (an Arrow dataset over 5,000 parts held twice as much)."""
+    """The batches of ``files`` (not local: on S3 a small file in one GET, a large one by
+    ranges), each cast to the declared schema, read at most `READERS` files ahead, so memory
+    stays bounded however many parts there are."""
 
     def fetch(obj: StorageObject) -> pq.ParquetFile:
-        path = dst.local_path(obj.key)
-        if path is not None:
-            return pq.ParquetFile(path)
         if obj.size <= WHOLE_BYTES:
             return pq.ParquetFile(pa.BufferReader(dst.read_bytes(obj.key)))
         return pq.ParquetFile(dst.open_read(obj.key))
@@ -214,7 +203,8 @@ def _batches(
 
 
 def _coalesce(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """The same rows in batches of at least `BATCH_ROWS` (but the last)."""
+    """The same rows in batches of at least `BATCH_ROWS` (but the last): row groups of a
+    useful size, where a part holds a few rows."""
     held: list[pa.RecordBatch] = []
     rows = 0
     for batch in batches:
@@ -225,10 +215,6 @@ def _coalesce(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             held, rows = [], 0
     if rows:
         yield from pa.Table.from_batches(held).combine_chunks().to_batches()
-
-
-def _nonempty(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    return (b for b in batches if b.num_rows)
 
 
 def _add_missing(con: duckdb.DuckDBPyConnection, extra: dict[str, pa.Table]) -> None:
