@@ -76,7 +76,7 @@ preprocess = { input_wh = [416, 416] }
         ),
         # an unknown resize mode
         pytest.param(
-            ENTRY.replace("[416, 416] }", '[416, 416], resize = "crop" }'),
+            ENTRY.replace("[416, 416] }", '[416, 416], resize = "zoom" }'),
             pytest.raises(ConfigError, match=r"preprocess\.resize must be one of"),
             id="bad-resize",
         ),

@@ -11,6 +11,7 @@ from framefleet.cli import (  # noqa: F401  (registers commands)
     fleet,
     jobs,
     models,
+    models_add,
     ops,
     report,
     results,

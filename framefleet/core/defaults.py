@@ -9,6 +9,8 @@ BATCH_SIZE = 8
 """Images per task: spreads broker overhead over several items (FRAMEFLEET_BATCH_SIZE)."""
 
 MODEL_DIR = "~/.cache/framefleet/models"
+MODELS_FILE = "models.toml"
+"""The registry file ``framefleet models add`` writes in the model directory, read by default."""
 """Where registry file paths resolve; missing files with a URL are downloaded here
 (FRAMEFLEET_MODEL_DIR)."""
 

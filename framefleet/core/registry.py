@@ -17,11 +17,11 @@ from typing import Any, Literal
 from framefleet.core import defaults
 from framefleet.core.errors import ConfigError, UnknownModelError
 
-Task = Literal["detection", "faces", "classification", "segmentation"]
-Resize = Literal["letterbox", "stretch", "none"]
+Task = Literal["detection", "faces", "classification", "segmentation", "pose"]
+Resize = Literal["letterbox", "stretch", "crop", "none"]
 
-_TASKS = ("detection", "faces", "classification", "segmentation")
-_RESIZES = ("letterbox", "stretch", "none")
+_TASKS = ("detection", "faces", "classification", "segmentation", "pose")
+_RESIZES = ("letterbox", "stretch", "crop", "none")
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,11 @@ class Preprocess:
 
     ``value = (pixel - mean) * scale / std`` per channel, after resizing to ``input_wh``
     (width, height) by ``resize``: ``letterbox`` keeps the aspect ratio and pads with
-    ``pad_value`` at the bottom and right; ``stretch`` ignores the aspect ratio; ``none`` leaves
-    the size to the adapter (YuNet runs at the image's own size).
+    ``pad_value`` at the bottom and right (both sides evenly with ``center``, as Ultralytics
+    does); ``stretch`` ignores the aspect ratio; ``crop`` scales the shorter side to
+    ``input / crop_fraction`` and cuts the centre out, antialiased as torchvision and Ultralytics
+    classifiers are fed (torchvision's ImageNet recipe, 256 then 224, is ``crop_fraction =
+    0.875``); ``none`` leaves the size to the adapter (YuNet runs at the image's own size).
     """
 
     input_wh: tuple[int, int]
@@ -54,6 +57,8 @@ class Preprocess:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     swap_rb: bool = False
     pad_value: float = 0.0
+    center: bool = False
+    crop_fraction: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,9 @@ class ModelSpec:
     engine: str = ""
     """The engine this model runs on unless the worker or the job names one; empty: the
     default (``cv2.dnn``)."""
+    layout: dict[str, Any] = field(default_factory=dict)
+    """Facts about the file's outputs its family needs and cannot see in them, as ``models add``
+    read them from the file (e.g. ``keypoints = [17, 3]`` for a pose model)."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +193,9 @@ def _spec(name: str, entry: dict[str, Any], where: str) -> ModelSpec:
         postprocess = Postprocess(**entry.get("postprocess", {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{ctx}: invalid preprocess/postprocess: {exc}") from exc
+    layout = entry.get("layout", {})
+    if not isinstance(layout, dict):
+        raise ConfigError(f"{ctx}: layout must be a table, got {layout!r}")
     engine = str(entry.get("engine", ""))
     if engine and engine not in defaults.ENGINES:
         raise ConfigError(f"{ctx}: engine must be one of {defaults.ENGINES}, got {engine!r}")
@@ -199,6 +210,7 @@ def _spec(name: str, entry: dict[str, Any], where: str) -> ModelSpec:
         labels=None if labels is None else _file(labels, f"{ctx}, labels"),
         description=str(entry.get("description", "")),
         engine=engine,
+        layout=dict(layout),
     )
 
 

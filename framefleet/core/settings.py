@@ -7,7 +7,7 @@ result is passed down.
 |-----------------------------|---------------------|--------------------------------|
 | FRAMEFLEET_REDIS_URL        | redis_url           | redis://127.0.0.1:6379/0       |
 | FRAMEFLEET_MODEL_DIR        | model_dir           | ~/.cache/framefleet/models     |
-| FRAMEFLEET_MODELS           | models_file         | (built-in registry only)       |
+| FRAMEFLEET_MODELS           | models_file         | MODEL_DIR/models.toml, if there |
 | FRAMEFLEET_BATCH_SIZE       | batch_size          | 8                              |
 | FRAMEFLEET_WORKER_MODELS    | worker_models       | the registry's default model   |
 | FRAMEFLEET_CONCURRENCY      | concurrency         | number of cores                |
@@ -182,8 +182,14 @@ class Settings:
         return 2 * self.task_time_limit_s
 
     def registry(self) -> Registry:
-        """The model registry: built-in entries plus ``models_file``."""
-        return load_registry(self.models_file)
+        """The model registry: built-in entries plus ``models_file`` (by default the
+        ``models.toml`` that ``framefleet models add`` keeps in the model directory)."""
+        added = self.added_models_file()
+        return load_registry(self.models_file or (added if added.is_file() else None))
+
+    def added_models_file(self) -> Path:
+        """Where ``models add`` writes entries: ``models_file``, else ``model_dir/models.toml``."""
+        return self.models_file or self.model_dir / defaults.MODELS_FILE
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (None values ignored)."""

@@ -226,7 +226,7 @@ def _compare_detections(
     tol: Tolerance,
     result: ImageParity,
 ) -> None:
-    pairs, only_a, only_b = match_by_iou(det_a.xyxy, det_b.xyxy, tol.min_iou)
+    pairs, only_a, only_b = match_by_iou(det_a.xyxy, det_b.xyxy, tol.min_iou, det_a, det_b)
     result.matched = len(pairs)
     for i, j, overlap in pairs:
         result.min_iou = min(result.min_iou, overlap)
@@ -250,9 +250,17 @@ def _compare_detections(
 
 
 def match_by_iou(
-    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], min_iou: float
+    a: npt.NDArray[np.float32],
+    b: npt.NDArray[np.float32],
+    min_iou: float,
+    rows_a: Detections | None = None,
+    rows_b: Detections | None = None,
 ) -> tuple[list[tuple[int, int, float]], list[int], list[int]]:
     """Greedy one-to-one matching of boxes ``a`` (N, 4) and ``b`` (M, 4), best IoU first.
+
+    With the rows' classes and scores (``rows_a``, ``rows_b``), pairs whose IoUs are within 0.01
+    are taken same class first, then closest score: per-class NMS keeps one box per class where
+    several classes fire, and those copies must pair with their own class, not the first found.
 
     Returns:
         (i, j, iou) pairs at ``min_iou`` or more, then the unmatched indices of a and of b.
@@ -265,13 +273,18 @@ def match_by_iou(
     area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(axis=1)
     area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(axis=1)
     ious = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    keys = [-ious.ravel()]  # np.lexsort: the last key is the primary one
+    if rows_a is not None and rows_b is not None:
+        score_gap = np.abs(rows_a.confidence[:, None] - rows_b.confidence[None, :])
+        other_class = rows_a.class_id[:, None] != rows_b.class_id[None, :]
+        keys += [score_gap.ravel(), other_class.ravel(), -np.round(ious, 2).ravel()]
     pairs: list[tuple[int, int, float]] = []
     used_a: set[int] = set()
     used_b: set[int] = set()
-    for flat in np.argsort(-ious, axis=None):
+    for flat in np.lexsort(keys):
         i, j = divmod(int(flat), len(b))
         if ious[i, j] < min_iou:
-            break
+            continue  # rounded IoUs come first, so a later pair may still pass
         if i not in used_a and j not in used_b:
             pairs.append((i, j, float(ious[i, j])))
             used_a.add(i)

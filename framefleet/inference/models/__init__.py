@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 
-from framefleet.core.errors import ConfigError
+from framefleet.core.errors import ConfigError, ModelLoadError
 from framefleet.core.modelstore import ModelStore
 from framefleet.core.registry import ModelSpec
 from framefleet.inference.engines import CV_DNN, choose_engine
 from framefleet.inference.models.base import Adapter
 from framefleet.inference.models.deeplab import DeeplabAdapter
 from framefleet.inference.models.fastestdet import FastestDetAdapter
+from framefleet.inference.models.graph import Graph, Proposal
+from framefleet.inference.models.image_classifier import ImageClassifierAdapter
 from framefleet.inference.models.mobilenet import (
     ClassifierAdapter,
     EmbeddingAdapter,
@@ -23,6 +25,10 @@ from framefleet.inference.models.mobilenet import (
 )
 from framefleet.inference.models.ssd import SsdAdapter
 from framefleet.inference.models.ulfd import UlfdAdapter
+from framefleet.inference.models.yolo_e2e import YoloE2eAdapter
+from framefleet.inference.models.yolov8 import Yolov8Adapter
+from framefleet.inference.models.yolov8_pose import Yolov8PoseAdapter
+from framefleet.inference.models.yolov8_seg import Yolov8SegAdapter
 from framefleet.inference.models.yolox import YoloxAdapter
 from framefleet.inference.models.yunet import YunetAdapter
 
@@ -38,11 +44,48 @@ FAMILIES: dict[str, type[Adapter]] = {
         EmbeddingAdapter,
         DeeplabAdapter,
         SsdAdapter,
+        YoloE2eAdapter,
+        Yolov8Adapter,
+        Yolov8SegAdapter,
+        Yolov8PoseAdapter,
+        ImageClassifierAdapter,
     )
 }
-"""Adapter class by registry ``family`` name."""
+"""Adapter class by registry ``family`` name, in the order `propose` asks them (the most
+specific layouts first, the generic classifier last)."""
 
 log = logging.getLogger(__name__)
+
+
+def propose(graph: Graph, family: str = "") -> Proposal:
+    """The registry entry for ``graph``: the first family that recognises it, or ``family``.
+
+    Raises:
+        ModelLoadError: no family (or not ``family``) recognises the file; the message lists
+            its input and outputs and the flags that settle it.
+
+    Example:
+        >>> propose(read_graph(Path("yolo11n.onnx"))).family
+        'yolov8'
+    """
+    if family and family not in FAMILIES:
+        raise ConfigError(f"unknown family {family!r}; known families: {', '.join(FAMILIES)}")
+    for cls in [FAMILIES[family]] if family else FAMILIES.values():
+        found = cls.recognise(graph)
+        if found is not None:
+            return found
+    readable = ", ".join(
+        n
+        for n, c in FAMILIES.items()
+        if any("recognise" in vars(k) for k in c.__mro__[: c.__mro__.index(Adapter)])
+    )
+    which = f"family {family!r} does not" if family else "no family"
+    raise ModelLoadError(
+        f"{which} recognise {graph.path}: {graph.describe()}; metadata keys "
+        f"{sorted(graph.metadata) or 'none'}. Families that read files: {readable}. If it is "
+        "one of those, name it with --family (and --task, --labels); otherwise write its entry "
+        "by hand (models.toml's header lists the fields)"
+    )
 
 
 def load_adapter(

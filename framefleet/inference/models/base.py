@@ -28,6 +28,7 @@ from framefleet.inference.engines import (
     open_engine,
     probe_batch,
 )
+from framefleet.inference.models.graph import Graph, Proposal
 from framefleet.inference.models.preprocessing import Image, Meta, to_blob
 
 __all__ = ["Adapter", "Blob", "CvDnnEngine", "Engine", "Image", "Meta", "Model", "RawOutputs"]
@@ -84,6 +85,12 @@ class Adapter(ABC):
         adapter = cls(spec, cls.build_engine(spec, files, engine, threads), labels)
         adapter.engine.max_batch = adapter.probe_batch(batch)
         return adapter
+
+    @classmethod
+    def recognise(cls, graph: Graph) -> Proposal | None:
+        """The registry entry this family would write for ``graph``, or None if the file is not
+        one of its layouts (``framefleet models add`` asks every family in turn)."""
+        return None
 
     @classmethod
     def check_supported(cls, spec: ModelSpec) -> None:
