@@ -187,11 +187,16 @@ class Detections:
             xyxy=np.asarray(obj["xyxy"], np.float32).reshape(-1, 4),
             confidence=np.asarray(obj["confidence"], np.float32),
             class_id=np.asarray(obj["class_id"], np.int32),
-            landmarks=None if landmarks is None else np.asarray(landmarks, np.float32),
+            landmarks=None if landmarks is None else _points(landmarks),
             mask=np.stack([rle_decode(m) for m in masks]) if masks else None,
             data={k: np.asarray(v) for k, v in obj.get("data", {}).items()},
             tracker_id=None if tracker_id is None else np.asarray(tracker_id, np.int64),
         )
+
+
+def _points(rows: list[Any]) -> npt.NDArray[np.float32]:
+    """(N, K, 2) points from JSON; no rows is ``[]``, which numpy would read as shape (0,)."""
+    return np.asarray(rows, np.float32) if rows else np.zeros((0, 0, 2), np.float32)
 
 
 def rle_encode(mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
