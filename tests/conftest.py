@@ -16,7 +16,7 @@ import redis
 from browser import browser, page  # noqa: F401  (fixtures: headless Chromium, one per session)
 from fleet import Fleet
 from helpers import MEDIA_DIR, MODEL_DIR, missing_tool
-from seaweed import s3_server  # noqa: F401  (session fixture: a real SeaweedFS S3 server)
+from seaweed import s3_root, s3_server  # noqa: F401  (a real SeaweedFS S3 server; a prefix on it)
 
 from framefleet.core.settings import Settings
 from framefleet.services.redis import INSTALL_HINT, RedisServer

@@ -135,7 +135,7 @@ def test_unknown_family_lists_families(tmp_path):
     spec = load_registry(_write(tmp_path / "r.toml", ENTRY.replace('"yolox"', '"resnet"')))
     with pytest.raises(
         ConfigError,
-        match=r"family 'resnet'; known families: classifier, deeplab, embedding, fastestdet",
+        match=r"family 'resnet'; known families: classifier, deeplab, detr, embedding, fastestdet",
     ):
         load_adapter(spec.get("mine"), ModelStore(MODEL_DIR, download=False))
 

@@ -83,7 +83,7 @@ def run(
     ref = ModelRef(
         name=model,
         model_dir=settings.model_dir,
-        models_file=settings.models_file,
+        models_file=settings.registry_file(),
         engine=engine or "",
     )
     start = time.perf_counter()

@@ -74,7 +74,7 @@ def tune(
         name,
         input_uri,
         model_dir=settings.model_dir,
-        models_file=settings.models_file,
+        models_file=settings.registry_file(),
         sample=sample,
         budget_s=budget_s,
         on_trial=show,

@@ -184,8 +184,12 @@ class Settings:
     def registry(self) -> Registry:
         """The model registry: built-in entries plus ``models_file`` (by default the
         ``models.toml`` that ``framefleet models add`` keeps in the model directory)."""
+        return load_registry(self.registry_file())
+
+    def registry_file(self) -> Path | None:
+        """The user's registry file: ``models_file``, else ``model_dir/models.toml`` if there."""
         added = self.added_models_file()
-        return load_registry(self.models_file or (added if added.is_file() else None))
+        return self.models_file or (added if added.is_file() else None)
 
     def added_models_file(self) -> Path:
         """Where ``models add`` writes entries: ``models_file``, else ``model_dir/models.toml``."""

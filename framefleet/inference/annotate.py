@@ -150,6 +150,40 @@ class LandmarkAnnotator:
                 cv2.circle(scene.image, center, radius, color_of(int(cid)), -1)
 
 
+COCO_SKELETON = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)  # fmt: skip
+"""Limbs between COCO's 17 person keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips,
+knees, ankles), as pose models trained on COCO give them."""
+
+KEYPOINT_VISIBLE = 0.5
+"""Keypoints whose visibility score is below this are not drawn (Ultralytics' own cut-off)."""
+
+
+class KeypointAnnotator:
+    """Pose keypoints as dots, joined by COCO's skeleton when there are 17 of them; points the
+    model thinks hidden (visibility under `KEYPOINT_VISIBLE`) are left out."""
+
+    def draw(self, scene: Scene) -> None:
+        d = scene.detections
+        if d.landmarks is None or not len(d):
+            return
+        scores = d.data.get("keypoint_score")
+        radius = scene.style.line + 1
+        for i, points in enumerate(d.landmarks):
+            color = color_of(int(d.class_id[i]))
+            shown = np.ones(len(points), bool) if scores is None else scores[i] >= KEYPOINT_VISIBLE
+            xy = [(round(float(x)), round(float(y))) for x, y in points]
+            if len(points) == 17:
+                for a, b in COCO_SKELETON:
+                    if shown[a] and shown[b]:
+                        cv2.line(scene.image, xy[a], xy[b], color, scene.style.line, cv2.LINE_AA)
+            for point, visible in zip(xy, shown, strict=True):
+                if visible:
+                    cv2.circle(scene.image, point, radius, color, -1)
+
+
 class LabelAnnotator:
     """A caption per box (name and score) on a filled class-colour tag; tags never overlap.
 
@@ -189,11 +223,12 @@ _BY_TASK: dict[str, tuple[Annotator, ...]] = {
     "faces": (BoxAnnotator(), LandmarkAnnotator(), LabelAnnotator()),
     "segmentation": (MaskAnnotator(), BoxAnnotator(), LabelAnnotator()),
     "classification": (ClassListAnnotator(),),
+    "pose": (BoxAnnotator(), KeypointAnnotator(), LabelAnnotator()),
 }
 
 
 def annotators_for(task: str) -> tuple[Annotator, ...]:
-    """The annotators of a registry task (detection, faces, segmentation, classification)."""
+    """The annotators of a registry task (detection, faces, segmentation, classification, pose)."""
     return _BY_TASK.get(task, _BY_TASK["detection"])
 
 

@@ -15,6 +15,7 @@ from framefleet.core.registry import ModelSpec
 from framefleet.inference.engines import CV_DNN, choose_engine
 from framefleet.inference.models.base import Adapter
 from framefleet.inference.models.deeplab import DeeplabAdapter
+from framefleet.inference.models.detr import DetrAdapter
 from framefleet.inference.models.fastestdet import FastestDetAdapter
 from framefleet.inference.models.graph import Graph, Proposal
 from framefleet.inference.models.image_classifier import ImageClassifierAdapter
@@ -44,6 +45,7 @@ FAMILIES: dict[str, type[Adapter]] = {
         EmbeddingAdapter,
         DeeplabAdapter,
         SsdAdapter,
+        DetrAdapter,
         YoloE2eAdapter,
         Yolov8Adapter,
         Yolov8SegAdapter,
@@ -79,9 +81,9 @@ def propose(graph: Graph, family: str = "") -> Proposal:
         for n, c in FAMILIES.items()
         if any("recognise" in vars(k) for k in c.__mro__[: c.__mro__.index(Adapter)])
     )
-    which = f"family {family!r} does not" if family else "no family"
+    which = f"family {family!r} does not recognise" if family else "no family recognises"
     raise ModelLoadError(
-        f"{which} recognise {graph.path}: {graph.describe()}; metadata keys "
+        f"{which} {graph.path}: {graph.describe()}; metadata keys "
         f"{sorted(graph.metadata) or 'none'}. Families that read files: {readable}. If it is "
         "one of those, name it with --family (and --task, --labels); otherwise write its entry "
         "by hand (models.toml's header lists the fields)"

@@ -58,6 +58,9 @@ class Adapter(ABC):
 
     family: str = ""
     engines: tuple[str, ...] = defaults.ENGINES
+    ordered_outputs: bool = True
+    """False where the graph picks and sorts its own rows (NMS or top-k inside it): engines may
+    order near-ties differently, so engine parity compares the decoded detections only."""
 
     def __init__(self, spec: ModelSpec, engine: Engine, labels: list[str]) -> None:
         self.spec = spec

@@ -41,36 +41,29 @@ class ImageClassifierAdapter(Adapter):
         if len(shape) != 2 or shape[1] < 2:
             return None
         w, h = graph.input_wh
-        meta = graph.ultralytics
-        if meta.get("task") == "classify":  # Ultralytics: resize + centre crop, 0..1, softmax in
+        pre = {"input_wh": [w, h], "resize": "crop", "scale": 1 / 255, "swap_rb": True}
+        post = {"top_k": 5, "score_threshold": 0.0}
+        if graph.ultralytics.get("task") == "classify":  # resize + centre crop, 0..1, softmax in
             return Proposal(
                 family=cls.family,
                 task="classification",
-                preprocess={
-                    "input_wh": [w, h],
-                    "resize": "crop",
-                    "scale": 1 / 255,
-                    "swap_rb": True,
-                },
-                postprocess={"top_k": 5, "score_threshold": 0.0},
+                preprocess=pre,
+                postprocess=post,
                 labels=graph.names(),
                 layout={"softmax": False},
                 reason=f"Ultralytics classify export; {graph.describe()}",
             )
         softmax = graph.last_ops.get(name) != "Softmax"
+        pre |= {
+            "crop_fraction": 0.875,
+            "mean": [255 * m for m in IMAGENET_MEAN],
+            "std": list(IMAGENET_STD),
+        }
         return Proposal(
             family=cls.family,
             task="classification",
-            preprocess={
-                "input_wh": [w, h],
-                "resize": "crop",
-                "crop_fraction": 0.875,
-                "scale": 1 / 255,
-                "mean": [255 * m for m in IMAGENET_MEAN],
-                "std": list(IMAGENET_STD),
-                "swap_rb": True,
-            },
-            postprocess={"top_k": 5, "score_threshold": 0.0},
+            preprocess=pre,
+            postprocess=post,
             layout={"softmax": softmax},
             reason=(
                 f"one (1, {shape[1]}) output ({'logits' if softmax else 'probabilities'}); "

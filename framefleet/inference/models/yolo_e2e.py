@@ -1,5 +1,5 @@
-"""Detectors with NMS inside the graph (YOLOv10, YOLO26, Ultralytics ``nms=True`` exports),
-family ``yolo-e2e``.
+"""Detectors with NMS inside the graph (YOLOv10-style end-to-end heads, Ultralytics ``nms=True``
+exports), family ``yolo-e2e``.
 
 Output (1, K, 6): x1, y1, x2, y2 in letterboxed input pixels, score, class id; rows already
 suppressed and sorted by the graph, padded with zero scores. Decoding is a threshold and the
@@ -27,6 +27,7 @@ class YoloE2eAdapter(Adapter):
     """
 
     family = "yolo-e2e"
+    ordered_outputs = False  # NMS or top-k inside the graph
 
     @classmethod
     def recognise(cls, graph: Graph) -> Proposal | None:

@@ -70,7 +70,9 @@ def decode_masks(
         bx2, by2 = min(int(np.ceil(x2)), w), min(int(np.ceil(y2)), h)
         if bx2 <= bx1 or by2 <= by1:
             continue
-        grid = logits[i] if f == 1 else cv2.resize(logits[i], (uw, uh), cv2.INTER_LINEAR)
+        grid = logits[i]
+        if f > 1:
+            grid = np.asarray(cv2.resize(grid, (uw, uh), interpolation=cv2.INTER_LINEAR))
         part = np.ascontiguousarray(grid[top : top + ch, left : left + cw])
         # resize's sample point for image pixel x is (x + 0.5) * sx - 0.5 in ``part``
         transform = np.array(

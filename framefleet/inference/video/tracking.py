@@ -81,7 +81,8 @@ def preload() -> None:
 
 
 def tracker_for(task: str, frame_rate: float) -> Tracker:
-    """A fresh tracker for a model of ``task`` (``detection`` and ``faces`` are tracked)."""
-    if task in ("detection", "faces"):
+    """A fresh tracker for a model of ``task`` (``detection``, ``faces`` and ``pose`` are
+    tracked)."""
+    if task in ("detection", "faces", "pose"):
         return ByteTracker(frame_rate)
     return NoTracker()
