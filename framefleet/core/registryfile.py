@@ -18,8 +18,11 @@ import tomli_w
 from framefleet.core.errors import ConfigError
 
 
-def add_entry(path: Path, name: str, entry: dict[str, Any], replace: bool = False) -> None:
-    """Add ``[models.name]`` to the registry file ``path`` (created if missing).
+def add_entry(
+    path: Path, name: str, entry: dict[str, Any], replace: bool = False, header: str = ""
+) -> None:
+    """Add ``[models.name]`` to the registry file ``path`` (created, starting with ``header``,
+    if missing).
 
     Raises:
         ConfigError: ``path`` is not valid TOML, or already has ``name`` and not ``replace``.
@@ -37,9 +40,9 @@ def add_entry(path: Path, name: str, entry: dict[str, Any], replace: bool = Fals
         )
     if name in models:
         models[name] = entry
-        path.write_text(tomli_w.dumps(doc), encoding="utf-8")
+        path.write_text(header + tomli_w.dumps(doc), encoding="utf-8")
         return
     block = tomli_w.dumps({"models": {name: entry}})
     path.parent.mkdir(parents=True, exist_ok=True)
     separator = "\n" if text and not text.endswith("\n\n") else ""
-    path.write_text(text + separator + block, encoding="utf-8")
+    path.write_text((text or header) + separator + block, encoding="utf-8")

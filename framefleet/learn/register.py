@@ -10,9 +10,7 @@ after registering.
 
 from __future__ import annotations
 
-import json
 import shutil
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,14 +18,15 @@ from typing import Any
 from framefleet.core.errors import ConfigError
 from framefleet.core.modelstore import sha256_file
 from framefleet.core.registry import Preprocess, load_registry
+from framefleet.core.registryfile import add_entry
 from framefleet.core.settings import Settings
 
 CUSTOM_DIR = "custom"
 """Folder under the model directory that holds registered models, one sub-folder each."""
 
 HEADER = (
-    "# Model registry written by `framefleet finetune` / `framefleet train` (comments are not "
-    "kept).\n# Use it with --models-file FILE or FRAMEFLEET_MODELS=FILE.\n"
+    "# Model registry written by `framefleet finetune`, `train` and `models add` (comments are "
+    "kept\n# unless an entry is replaced). Use it with --models-file FILE or FRAMEFLEET_MODELS.\n"
 )
 
 
@@ -105,53 +104,9 @@ def register(
         n_classes=len(classes),
         description=description,
     )
-    doc: dict[str, Any] = {}
-    if registry_file.is_file():
-        try:
-            doc = tomllib.loads(registry_file.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"registry file {registry_file} is not valid TOML: {exc}") from exc
-    doc.setdefault("models", {})[name] = entry
-    registry_file.parent.mkdir(parents=True, exist_ok=True)
-    registry_file.write_text(HEADER + to_toml(doc), encoding="utf-8")
+    add_entry(registry_file, name, entry, replace=True, header=HEADER)
     load_registry(registry_file).get(name)  # what workers will read must load
     return Registered(name, registry_file, target / "model.onnx", model_sha)
-
-
-def to_toml(doc: dict[str, Any]) -> str:
-    """TOML for a registry document: top-level keys, then one ``[models.NAME]`` table each.
-
-    Written by hand because the standard library reads TOML but does not write it, and the
-    registry's shapes are few (strings, numbers, booleans, lists, one level of tables).
-    """
-    lines = [f"{key} = {_value(v)}" for key, v in doc.items() if key != "models"]
-    for name, entry in doc.get("models", {}).items():
-        lines += ["", f"[models.{_key(name)}]"]
-        for key, value in entry.items():
-            if key == "files":
-                lines += [f"files.{_key(r)} = {_value(f)}" for r, f in value.items()]
-            else:
-                lines.append(f"{_key(key)} = {_value(value)}")
-    return "\n".join(lines) + "\n"
-
-
-def _key(key: str) -> str:
-    bare = key.replace("-", "").replace("_", "").isalnum()
-    return key if bare else json.dumps(key)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
-    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to a registry file")
 
 
 def readable(settings: Settings) -> Settings:
