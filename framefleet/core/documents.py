@@ -110,16 +110,19 @@ class ImageDocument:
     timings_ms: dict[str, float] = field(default_factory=dict)
     worker: str = ""
     created_at: float = 0.0
+    warnings: tuple[str, ...] = ()
+    """What the decoder said of damage it decoded through (libjpeg's "Corrupt JPEG data: ...");
+    written only when there is some."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready dict written to ``<item>.json``."""
-        return _envelope(
-            self,
-            {
-                "image": {"width": self.width, "height": self.height},
-                "results": self.results.to_json(),
-            },
-        )
+        body: dict[str, Any] = {
+            "image": {"width": self.width, "height": self.height},
+            "results": self.results.to_json(),
+        }
+        if self.warnings:
+            body["warnings"] = list(self.warnings)
+        return _envelope(self, body)
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> ImageDocument:
@@ -133,6 +136,7 @@ class ImageDocument:
                 width=int(obj["image"]["width"]),
                 height=int(obj["image"]["height"]),
                 results=Detections.from_json(obj["results"]),
+                warnings=tuple(str(w) for w in obj.get("warnings", ())),
                 **_common(obj),
             )
 

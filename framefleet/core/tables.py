@@ -5,7 +5,8 @@ Declared here, beside the result documents they are made from, and versioned wit
 
 ``images``: one row per input (an image, or a whole video)::
 
-    item, job_id, source, kind ("image" | "video"), status ("done" | "failed"), error, message,
+    item, job_id, source, kind ("image" | "video"), status ("done" | "failed"), error, message
+    (a failure's, or a done image's decoder warnings: "Corrupt JPEG data: ..."),
     width, height, frames (1 for an image; sampled frames of a video), fps,
     detections (rows in ``detections``), model, task, model_sha256, engine, engine_version,
     timings_ms (map stage -> ms), worker, created_at, part, written_at
@@ -128,9 +129,11 @@ class Rows:
         """The rows of ``item``'s result document (``frames``: a video's per-frame results)."""
         doc = document
         before = len(self.detections)
+        message = None
         if isinstance(doc, ImageDocument):
             self._add_boxes(item, doc.results, doc.width, doc.height)
             sampled, fps = 1, None
+            message = "; ".join(doc.warnings) or None  # damage the decoder read through
         else:
             for line in frames:
                 if line.results is not None:
@@ -143,6 +146,7 @@ class Rows:
                 "source": doc.source,
                 "kind": doc.kind,
                 "status": "done",
+                "message": message,
                 "width": doc.width,
                 "height": doc.height,
                 "frames": sampled,

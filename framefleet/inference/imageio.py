@@ -7,6 +7,7 @@ names.
 
 from __future__ import annotations
 
+import logging
 import struct
 from pathlib import Path
 
@@ -15,7 +16,10 @@ import numpy as np
 
 from framefleet.core import defaults
 from framefleet.core.errors import ImageDecodeError
+from framefleet.inference.decoder_warnings import decoder_warnings
 from framefleet.inference.models.base import Image
+
+log = logging.getLogger(__name__)
 
 _MAGIC = (
     (b"\xff\xd8\xff", "JPEG"),
@@ -37,7 +41,13 @@ _ENCODE_PARAMS = {
 }
 
 
-def decode_image(data: bytes, uri: str, *, max_pixels: int = defaults.MAX_PIXELS) -> Image:
+def decode_image(
+    data: bytes,
+    uri: str,
+    *,
+    max_pixels: int = defaults.MAX_PIXELS,
+    warnings: list[str] | None = None,
+) -> Image:
     """Decode encoded image bytes to an H×W×3 uint8 BGR image.
 
     Grayscale and alpha images are converted to 3-channel BGR, 16-bit ones to 8-bit, CMYK JPEGs to
@@ -50,6 +60,8 @@ def decode_image(data: bytes, uri: str, *, max_pixels: int = defaults.MAX_PIXELS
         uri: where they came from; only used in error messages.
         max_pixels: refuse images with more pixels than this (header checked before decoding
             for JPEG, PNG, BMP, GIF, WebP and TIFF).
+        warnings: where the decoder's complaints about damage it decoded through go ("Corrupt
+            JPEG data: ..."); without a list they are logged, naming ``uri``. Never on stderr.
 
     Returns:
         The decoded image.
@@ -72,9 +84,15 @@ def decode_image(data: bytes, uri: str, *, max_pixels: int = defaults.MAX_PIXELS
     if wh is not None and wh[0] * wh[1] > max_pixels:
         raise ImageDecodeError(_too_big(where, kind or "image", wh, max_pixels))
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        with decoder_warnings() as complaints:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:  # e.g. above OpenCV's own pixel limit, for formats we cannot peek
         raise ImageDecodeError(f"{where}: OpenCV refused it: {_last_line(exc)}") from exc
+    if complaints and image is not None:
+        if warnings is None:
+            log.warning("%s decoded with damage: %s", uri, "; ".join(complaints))
+        else:
+            warnings.extend(complaints)
     if image is None and kind is None:
         raise ImageDecodeError(
             f"{where}: starts with {data[:12]!r}... — not an image format OpenCV reads "

@@ -148,9 +148,15 @@ def analyse_image(
 
 
 def image_document(
-    image: Image, detections: Detections, model: LoadedModel, source: str, watch: Stopwatch
+    image: Image,
+    detections: Detections,
+    model: LoadedModel,
+    source: str,
+    watch: Stopwatch,
+    warnings: Sequence[str] = (),
 ) -> ImageDocument:
-    """The result document of ``detections`` found on ``image``."""
+    """The result document of ``detections`` found on ``image`` (``warnings``: what the decoder
+    said of damage it decoded through)."""
     return ImageDocument(
         source=source,
         model=model.info,
@@ -160,6 +166,7 @@ def image_document(
         timings_ms=watch.ms,
         worker=worker_id(),
         created_at=time.time(),
+        warnings=tuple(warnings),
     )
 
 
@@ -174,6 +181,7 @@ class Prepared:
     meta: Meta | None = None
     error: Exception | None = None
     skipped: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 def prepare(
@@ -192,16 +200,17 @@ def prepare(
     watch = Stopwatch()
     if skip is not None and skip(item):
         return Prepared(item, watch, skipped=True)
+    warnings: list[str] = []
     try:
         with watch.stage("read"):
             data = src.read_bytes(item)
         with watch.stage("decode"):
-            image = decode_image(data, src.uri_for(item), max_pixels=max_pixels)
+            image = decode_image(data, src.uri_for(item), max_pixels=max_pixels, warnings=warnings)
         with watch.stage("preprocess"):
             blob, meta = adapter.preprocess(image)
     except Exception as exc:  # recorded as this item's failure, never the batch's
         return Prepared(item, watch, error=exc)
-    return Prepared(item, watch, image=image, blob=blob, meta=meta)
+    return Prepared(item, watch, image=image, blob=blob, meta=meta, warnings=warnings)
 
 
 def detect_group(adapter: Adapter, group: Sequence[Prepared]) -> list[Detections | Exception]:
@@ -246,7 +255,8 @@ def finish(
         with watch.stage("annotate"):
             ext = os.path.splitext(annotated_key(item))[1]
             annotated = encode_image(model.annotate(image, detections), ext)
-        document = image_document(image, detections, model, src.uri_for(item), watch)
+        source = src.uri_for(item)
+        document = image_document(image, detections, model, source, watch, prepared.warnings)
         with watch.stage("write"):
             dst.write_bytes(annotated_key(item), annotated)
             dst.write_bytes(result_key(item), json.dumps(document.to_json()).encode())
