@@ -51,14 +51,16 @@ def run_demo(
     media_dir = media_dir or (shared / "media" if shared is not None else None)
     model = model or settings.registry().default
 
+    # Media first: a demo that cannot get its sample files starts nothing.
+    files = demo_media(media_dir, settings.model_dir.parent / "media", all_media)
     with ExitStack() as stack:
+        # Stopped on every way out, --keep included, until the demo has succeeded.
         redis = RedisServer(workdir / "redis").start()
+        stack.callback(redis.stop)
         seaweed = SeaweedServer(workdir / "s3").start()
+        stack.callback(seaweed.stop)
         processes: list[LoggedProcess] = []
-        if not keep:
-            stack.callback(redis.stop)
-            stack.callback(seaweed.stop)
-            stack.callback(_stop_all, processes)
+        stack.callback(_stop_all, processes)
         say(f"Redis at {redis.url}, S3 (SeaweedFS) at {seaweed.endpoint_url}")
 
         # n_workers single-process nodes share this machine's cores.
@@ -67,7 +69,6 @@ def run_demo(
         os.environ.update(seaweed.env())  # this process's boto3 client talks to the demo's S3
         env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
 
-        files = demo_media(media_dir, settings.model_dir.parent / "media", all_media)
         src = open_storage(seaweed.create_bucket(BUCKET) + "input/")
         for path in files:
             src.write_bytes(f"{path.parent.name}/{path.name}", path.read_bytes())
@@ -112,6 +113,7 @@ def run_demo(
         say(f"report: {(local_out / report_key('report.html')).as_uri()}")
         say(f"logs: {workdir}")
         if keep:
+            stack.pop_all()  # it worked: leave it all running, as asked
             pids = " ".join(str(p.pid) for p in processes)
             say("--keep: everything is still running. Point your shell at it with:")
             for key, value in {**seaweed.env(), "FRAMEFLEET_REDIS_URL": redis.url}.items():

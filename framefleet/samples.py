@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from framefleet.core.errors import ChecksumMismatch, ConfigError, ModelError
 from framefleet.core.modelstore import ModelStore
 from framefleet.core.registry import FileSpec
 
@@ -69,11 +70,18 @@ DEMO_VIDEOS = (
 
 def shared_dir() -> Path | None:
     """The project's shared data folder: FRAMEFLEET_SHARED_DIR, else ``../shared`` beside the
-    checkout (how developers and CI lay it out); None when neither exists."""
+    checkout (how developers and CI lay it out), else ``../shared`` beside the working directory
+    (an installed, non-editable copy run from the clone); None when none exists."""
+    return next((c for c in shared_candidates() if c.is_dir()), None)
+
+
+def shared_candidates() -> list[Path]:
+    """Where `shared_dir` looks, in order."""
     env = os.environ.get("FRAMEFLEET_SHARED_DIR")
     candidates = [Path(env)] if env else []
     candidates.append(Path(__file__).resolve().parents[2] / "shared")
-    return next((c for c in candidates if c.is_dir()), None)
+    candidates.append(Path.cwd().resolve().parent / "shared")
+    return candidates
 
 
 def demo_media(media_dir: Path | None, cache_dir: Path, all_media: bool = False) -> list[Path]:
@@ -81,7 +89,9 @@ def demo_media(media_dir: Path | None, cache_dir: Path, all_media: bool = False)
     ``all_media``), or the downloaded `SAMPLES` when there is no media folder.
 
     Raises:
-        ModelError, ChecksumMismatch: a download failed or did not match its sha256.
+        ConfigError: there is no media folder and the sample photos cannot be downloaded; the
+            message says where it looked and how to point it at one.
+        ChecksumMismatch: a download did not match its sha256.
     """
     if media_dir is not None and media_dir.is_dir():
         images = sorted(p for p in (media_dir / "images").glob("*") if p.is_file())
@@ -90,4 +100,14 @@ def demo_media(media_dir: Path | None, cache_dir: Path, all_media: bool = False)
             videos = [v for v in videos if v.name in DEMO_VIDEOS]
         return images + videos
     store = ModelStore(cache_dir)
-    return [store.path(spec) for spec in SAMPLES]
+    try:
+        return [store.path(spec) for spec in SAMPLES]
+    except ChecksumMismatch:
+        raise
+    except ModelError as exc:  # the store's words are about models; these are photos
+        looked = ", ".join(str(c) for c in shared_candidates())
+        raise ConfigError(
+            f"no sample media: no shared folder (looked in {looked}) and the sample photos "
+            f"could not be downloaded ({exc}). Set FRAMEFLEET_SHARED_DIR to the folder holding "
+            "media/ and models/, or run from the clone beside it"
+        ) from exc

@@ -3,6 +3,7 @@ against the suite's real Redis and SeaweedFS."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -216,3 +217,151 @@ def test_learning_commands_name_the_extra_they_need(
     assert f"pip install '.[{extra}]'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_an_installed_copy_run_from_the_clone_finds_the_shared_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 30, item 1: after `pip install '.[worker,monitor]'` (not editable) the package lives
+    # in site-packages, so ../shared beside *it* is nowhere; beside the clone you run from, it is.
+    from framefleet import samples
+
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "clone").mkdir()
+    monkeypatch.chdir(tmp_path / "clone")
+    monkeypatch.setattr(samples, "__file__", str(tmp_path / "venv" / "framefleet" / "samples.py"))
+    assert samples.shared_dir() == tmp_path / "shared"
+
+
+def test_the_demo_names_missing_sample_media_as_media_and_starts_nothing(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 30, item 1: with no shared folder the demo downloads its photos; when that failed it
+    # said `ModelError: could not download .../dog.jpg` (a photo is no model, and the message
+    # never said where it had looked), and `--keep` left redis-server and weed running.
+    from framefleet import samples
+    from framefleet.core.errors import ConfigError
+    from framefleet.core.registry import FileSpec
+    from framefleet.demo import run_demo
+
+    monkeypatch.delenv("FRAMEFLEET_SHARED_DIR", raising=False)
+    monkeypatch.setattr(samples, "shared_dir", lambda: None)
+    monkeypatch.setattr("framefleet.demo.shared_dir", lambda: None)
+    unreachable = FileSpec("images/dog.jpg", "0" * 64, "http://127.0.0.1:9/dog.jpg")
+    monkeypatch.setattr(samples, "SAMPLES", (unreachable,))
+    workdir = tmp_path / "demo"
+    with pytest.raises(ConfigError, match=r"no sample media: no shared folder \(looked in "):
+        run_demo(settings.with_(model_dir=tmp_path / "models"), keep=True, workdir=workdir)
+    with pytest.raises(ConfigError, match="FRAMEFLEET_SHARED_DIR"):
+        samples.demo_media(None, tmp_path / "cache")
+    assert not (workdir / "redis").exists()  # nothing was started
+    assert not (workdir / "s3").exists()
+
+
+def test_a_demo_that_fails_under_keep_stops_what_it_started(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Issue 30, item 1: --keep is for a demo that worked; one that failed left redis-server and
+    # weed running, with nothing said about them.
+    import os
+
+    from framefleet.core.errors import ConfigError
+    from framefleet.core.storage.s3 import clear_client_cache
+    from framefleet.demo import run_demo
+
+    workdir = tmp_path / "demo"
+    saved = dict(os.environ)  # the demo aims this process's AWS_* at its own S3
+    try:
+        with pytest.raises(ConfigError, match="worker demo1 exited"):
+            run_demo(settings, keep=True, workdir=workdir, model="no-such-model", n_workers=1)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        clear_client_cache()
+    assert (workdir / "redis").is_dir()  # it had started them...
+    left = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True)
+    assert left.stdout == ""  # ...and stopped every one
+
+
+def test_finetune_looks_for_the_base_model_before_any_work(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Issue 30, item 3: README's example with a --model-dir lacking the base ran every epoch
+    # and only then failed, `ModelLoadError: model file .../mobilenet_v2_1.0_224_qdq.onnx is
+    # missing`.
+    from learnsets import shapes
+
+    shapes(tmp_path / "data", per_class=6)
+    empty = settings.with_(model_dir=tmp_path / "no-models")
+    args = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--local"]
+    result = run_cli(empty, "finetune", *args)
+    assert result.returncode == 6, result.stderr
+    assert "mobilenet_v2_1.0_224_qdq.onnx" in result.stderr
+    assert "images in" not in result.stdout  # failed before reading a single image
+    assert not (tmp_path / "out").exists()
+
+
+def test_finetune_on_the_fleet_says_when_no_worker_takes_its_feature_job(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Issue 30, item 3: with no mobilenet-v2-embed worker, `finetune --fleet` sat at `0% 0/90`
+    # without a word, while `status` on the same job warned.
+    from fleet import cli
+    from learnsets import shapes
+
+    shapes(tmp_path / "data", per_class=6)
+    args = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--fleet"]
+    with pytest.raises(subprocess.TimeoutExpired) as waited:
+        subprocess.run(
+            cli("finetune", *args),
+            env=Fleet(settings, tmp_path).env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=REPO,
+        )
+    stderr = waited.value.stderr
+    said = " ".join((stderr.decode() if isinstance(stderr, bytes) else str(stderr)).split())
+    assert "no live worker consumes queue framefleet.mobilenet-v2-embed" in said
+    assert "framefleet worker --models mobilenet-v2-embed" in said
+
+
+def test_jpeg_damage_goes_into_the_document_not_onto_stderr(
+    settings: Settings, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 30, item 9: libjpeg printed `Corrupt JPEG data: 308 extraneous bytes before marker
+    # 0xd9` on stderr, an anonymous line in the worker log; the item's document said nothing.
+    from badmedia import DOG_JPEG
+
+    from framefleet.core.storage import open_storage
+    from framefleet.dataset import open_results
+    from framefleet.inference.imageio import decode_image
+
+    end = DOG_JPEG.rfind(b"\xff\xd9")
+    damaged = DOG_JPEG[:end] + b"\x00" * 308 + DOG_JPEG[end:]
+    said: list[str] = []
+    image = decode_image(damaged, "mem://photos/damaged.jpg", warnings=said)
+    assert image.shape == (576, 768, 3)
+    assert len(said) == 1
+    assert re.fullmatch(r"Corrupt JPEG data: \d+ extraneous bytes before marker 0xd9", said[0])
+    assert "Corrupt JPEG" not in capfd.readouterr().err
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "damaged.jpg").write_bytes(damaged)
+    (photos / "clean.jpg").write_bytes(DOG_JPEG)
+    ran = run_cli(
+        settings,
+        "run", str(photos), "--out", str(tmp_path / "out"), "--model-dir", str(MODEL_DIR),
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "Corrupt JPEG" not in ran.stderr
+    document = json.loads((tmp_path / "out" / "damaged.jpg.json").read_text())
+    assert document["warnings"] == said
+    assert "warnings" not in json.loads((tmp_path / "out" / "clean.jpg.json").read_text())
+    with open_results(open_storage(str(tmp_path / "out"))) as results:
+        rows = results.sql("SELECT item, status, message FROM images ORDER BY item").fetchall()
+    assert rows == [
+        ("clean.jpg", "done", None),
+        ("damaged.jpg", "done", said[0]),
+    ]

@@ -81,18 +81,31 @@ def run_block(
     lines = block.replace(README_REDIS, f"FRAMEFLEET_REDIS_URL={redis_url}").splitlines()
     if not install:
         lines = [line for line in lines if not line.startswith(INSTALL_LINES)]
-    # -x echoes each command; the trap stops the background worker however the block ends.
+    return run_bash(fresh_clone(tmp), lines, install=install, timeout_s=timeout_s)
+
+
+def run_bash(
+    clone: Path,
+    lines: list[str],
+    install: bool = False,
+    timeout_s: float = 280,
+    env_extra: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """README lines as one bash script in ``clone``, with this venv on PATH unless ``install``;
+    stdout and stderr together."""
+    # -x echoes each command; the trap stops the background workers however the block ends.
     script = "\n".join(
-        ["set -euxo pipefail", "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT", *lines]
+        ["set -euxo pipefail", "trap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT", *lines]
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAMEFLEET_", "VIRTUAL_ENV"))}
     venv_bin = str(Path(sys.executable).parent)
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin]
     env["PATH"] = os.pathsep.join(path if install else [venv_bin, *path])
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(env_extra or {})
     proc = subprocess.Popen(
         ["bash", "-c", script],
-        cwd=fresh_clone(tmp),
+        cwd=clone,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -143,6 +156,60 @@ def check_outcome(result: subprocess.CompletedProcess[str], clone: Path) -> None
     assert not undocumented, f"video document fields missing from README: {undocumented}"
 
 
+def section_blocks(heading: str, language: str) -> list[str]:
+    """The ``language`` code blocks of README's section ``heading``, in order."""
+    section = readme().split(heading, 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)\n```", section, re.S)
+
+
+def test_readme_try_a_model_blocks_run_as_written(tmp_path: Path) -> None:
+    """ "Try a model first": the three `run` lines and the Python block, as they stand."""
+    clone = fresh_clone(tmp_path)
+    shutil.copy2(PHOTOS[0], clone / "photo.jpg")
+    bash, python = (
+        section_blocks("## Try a model first", "bash"),
+        section_blocks("## Try a model first", "python"),
+    )
+    ran = run_bash(clone, bash[0].splitlines(), timeout_s=280)
+    assert ran.returncode == 0, ran.stdout[-6000:]
+    results = clone / "results"
+    for name in ("photo.jpg", "darknet_dog.jpg", PHOTOS[0].name):
+        assert (results / result_key(name)).is_file(), name
+    assert json.loads((results / result_key("photo.jpg")).read_text())["model"]["name"] == "yunet"
+    api = subprocess.run(
+        [sys.executable, "-c", python[0]], cwd=clone, capture_output=True, text=True, timeout=120
+    )
+    assert api.returncode == 0, api.stderr
+    assert "dog" in api.stdout
+
+
+@pytest.mark.timeout(600)
+def test_readme_finetune_block_runs_as_written(redis_url: str, tmp_path: Path) -> None:
+    """The finetune example, as it stands: link the models, start the feature worker, fine-tune
+    on the fleet, serve the new model, submit to it (issue 30, item 3: it used to fail after
+    every epoch on a model directory without the base)."""
+    from learnsets import shapes
+
+    clone = fresh_clone(tmp_path)
+    shapes(clone / "labelled", per_class=12)
+    shutil.copytree(clone / "labelled" / "circle", clone / "new-photos")
+    block = re.search(r"<!-- finetune example:.*?-->\n```sh\n(.*?)\n```", readme(), re.S)
+    assert block, "README.md lost its finetune example (the marker comment before ```sh)"
+    ran = run_bash(
+        clone,
+        block.group(1).splitlines(),
+        timeout_s=580,
+        env_extra={"FRAMEFLEET_REDIS_URL": redis_url},
+    )
+    assert ran.returncode == 0, ran.stdout[-6000:]
+    assert "registered pets" in ran.stdout
+    out = clone / "pets-out"
+    documents = [p for p in out.rglob("*.json") if "_framefleet" not in p.parts]
+    assert len(documents) == 12
+    top = [json.loads(p.read_text())["results"]["data"]["class_name"][0] for p in documents]
+    assert top.count("circle") >= 10, top
+
+
 def test_readme_own_data_block_runs_as_written(redis_url: str, tmp_path: Path) -> None:
     result = run_block(tmp_path, redis_url, install=False)
     check_outcome(result, tmp_path / "clone")
@@ -178,3 +245,25 @@ def test_readme_and_scripts_test_give_one_test_time() -> None:
     assert readme_time, "README's Development block lost its test time"
     assert script_time, "scripts/test lost its test time"
     assert readme_time.group(1) == script_time.group(1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_scripts_demo_installs_only_what_the_demo_runs(tmp_path: Path) -> None:
+    # Issue 30, item 11: scripts/demo installed the dev extra (PyTorch, playwright, Chromium:
+    # 2.3 GB) to show one job. In a fresh clone it now installs the demo extra only, and runs.
+    clone = fresh_clone(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAMEFLEET_", "VIRTUAL_ENV"))}
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
+    demo = subprocess.run(
+        ["scripts/demo"], cwd=clone, env=env, capture_output=True, text=True, timeout=1400
+    )
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    assert "PyTorch not installed (the demo needs none)" in demo.stdout
+    site = next((clone / ".venv" / "lib").glob("python3*/site-packages"))
+    assert not (site / "torch").exists()
+    assert not (site / "playwright").exists()
+    size = sum(f.stat().st_size for f in (clone / ".venv").rglob("*") if f.is_file())
+    print(f"demo venv: {size / 1e9:.2f} GB")
+    assert size < 1.0e9

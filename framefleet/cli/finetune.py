@@ -41,7 +41,11 @@ Examples:
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder."
 )
-@click.option("--name", help="Register the model under this name (in --models-file).")
+@click.option(
+    "--name",
+    help="Register the model under this name (in --models-file, else models.toml in the model "
+    "directory, which every command reads).",
+)
 @click.option(
     "--method",
     type=click.Choice(["head", "deep"]),
@@ -102,7 +106,8 @@ def finetune(
 
     Writes OUT/model.onnx (only if it matches the training side through cv2.dnn within
     --parity-atol), labels.txt, training_curve.png and metrics.json; with --name, copies the
-    model under the model directory and adds it to --models-file, so workers serve it by name.
+    model under the model directory and adds it to --models-file (else to models.toml there), so
+    workers serve it by name.
     """
     settings = settings.with_(
         holdout=holdout, parity_atol=parity_atol, local_max_items=local_max_items
@@ -149,13 +154,23 @@ def finetune(
 
 
 def require_registry(settings: Settings, name: str | None) -> None:
-    """--name needs a registry file to write to."""
+    """--name copies the model into the model directory: refuse a read-only one before any work
+    (issue 30, item 3), not after the last epoch."""
+    import os
+
     from framefleet.core.errors import ConfigError
 
-    if name and settings.models_file is None:
+    if not name:
+        return
+    folder = settings.model_dir
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest folder that exists must take the new one
+    if not os.access(folder, os.W_OK):
         raise ConfigError(
-            "--name registers the model in your registry file: give --models-file FILE "
-            "(or FRAMEFLEET_MODELS); it is created if missing"
+            f"--name copies the model into the model directory {settings.model_dir}, which is "
+            "read-only; give --model-dir (FRAMEFLEET_MODEL_DIR) a folder of your own holding the "
+            f'base model, e.g. mkdir -p models && cp -rs "$(realpath {settings.model_dir})/." '
+            "models/ && framefleet --model-dir models finetune ..."
         )
 
 
@@ -169,8 +184,8 @@ def report(published: Published, accuracy: float, baseline: float | None) -> Non
         f"{published.parity.items} held-out images (tolerance {published.parity.atol:g})"
     )
     if published.registered:
+        registered = published.registered
         click.echo(
-            f"registered {published.registered.name} in {published.registered.registry_file}; "
-            f"serve it: framefleet --models-file {published.registered.registry_file} worker "
-            f"--models {published.registered.name}"
+            f"registered {registered.name} in {registered.registry_file}; serve it: framefleet "
+            f"--models-file {registered.registry_file} worker --models {registered.name}"
         )

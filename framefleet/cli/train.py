@@ -23,7 +23,10 @@ Examples:
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder."
 )
-@click.option("--name", help="Register the model under this name (in --models-file).")
+@click.option(
+    "--name",
+    help="Register the model under this name (in --models-file, else MODEL_DIR/models.toml).",
+)
 @click.option(
     "--epochs",
     type=click.IntRange(1, 10_000),

@@ -305,7 +305,7 @@ def finetune_deep(
         title=f"{name or out_dir.name}: last {unfreeze} blocks of {base} + head",
         name=name,
         model_dir=settings.model_dir,
-        registry_file=settings.models_file,
+        registry_file=settings.added_models_file(),
     )
     echo(
         f"held-out accuracy {accuracy:.3f} (baseline {baseline:.3f}); parity max |Δp| "

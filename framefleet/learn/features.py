@@ -119,15 +119,16 @@ def embed_on_fleet(
     """
     from framefleet.queue import create_app
     from framefleet.state.jobs import JobStore
-    from producer.progress import watch
     from producer.submit import submit
+    from producer.waiting import watch_with_worker_check
 
     model = embedding_model(settings.registry(), base)
     submission = submit(settings, create_app(settings), data.storage.uri, work_uri, model)
     job_id = submission.job_id or ""
     echo(f"feature job {job_id}: {submission.items} images on the fleet ({model})")
     jobs = JobStore.from_url(settings.redis_url)
-    watch(jobs, job_id)  # the job's progress display on stderr, as `submit --wait` shows it
+    # the job's progress on stderr as `submit --wait` shows it, warning while no worker takes it
+    watch_with_worker_check(jobs, job_id, settings.redis_url)
     failed = {item: f"{r.get('error')}: {r.get('message')}" for item, r in jobs.failures(job_id)}
     results = open_storage(work_uri)
     vectors: list[npt.NDArray[np.float32]] = []

@@ -81,7 +81,7 @@ def finetune(
         data_uri: the labelled images (folder or s3:// prefix, one sub-folder per class).
         base: registry model with an ``embedding`` output (mobilenet-v2).
         out_dir: where model.onnx, labels.txt, training_curve.png and metrics.json go.
-        name: register under this name (needs ``settings.models_file``).
+        name: register under this name (in ``settings.added_models_file()``).
         fleet: True to extract features on the fleet, False in-process, None by size.
 
     Raises:
@@ -94,7 +94,11 @@ def finetune(
         >>> result.holdout_accuracy
         0.95
     """
-    registry_file, reading = settings.models_file, readable(settings)
+    registry_file, reading = settings.added_models_file(), readable(settings)
+    # The base's file is read only to export, after the features and the training: look for it
+    # now, so a wrong --model-dir fails in a second, not after every epoch.
+    spec = reading.registry().get(base)
+    base_path = ModelStore(settings.model_dir).path(spec.files["model"])
     data = image_folder(data_uri)
     echo(f"{len(data)} images in {len(data.classes)} classes: {', '.join(data.classes)}")
     train_all, held_all = split(data, settings.holdout)
@@ -123,8 +127,6 @@ def finetune(
         x_train, y_train, x_held, y_held, len(data.classes), head, epochs, on_epoch=on_epoch
     )
     accuracy = trained.history.holdout_accuracy[-1]
-    spec = reading.registry().get(base)
-    base_path = ModelStore(settings.model_dir).path(spec.files["model"])
     model = export.with_head(export.load_graph(base_path), trained.layers())
     published = publish(
         model,

@@ -215,7 +215,7 @@ def train(
         title=f"{name or out_dir.name}: small CNN from scratch",
         name=name,
         model_dir=settings.model_dir,
-        registry_file=settings.models_file,
+        registry_file=settings.added_models_file(),
     )
     echo(f"held-out accuracy {accuracy:.3f}; parity max |Δp| {published.parity.max_abs_diff:.2g}")
     return Trained(accuracy, published)
