@@ -365,3 +365,16 @@ def test_jpeg_damage_goes_into_the_document_not_onto_stderr(
         ("clean.jpg", "done", None),
         ("damaged.jpg", "done", said[0]),
     ]
+
+
+def test_no_opencv_target_warning_on_stderr(settings: Settings, tmp_path: Path) -> None:
+    # Issue 30, item 9: `[ WARN:0@1.783] ... setPreferableTarget Targets are not supported by the
+    # new graph engine` in every run and worker that loads YuNet (cv2.FaceDetectorYN.create).
+    out = tmp_path / "out"
+    ran = run_cli(
+        settings, "run", str(IMAGES_DIR), "--model", "yunet", "--out", str(out), "--model-dir",
+        str(MODEL_DIR),
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "setPreferableTarget" not in ran.stderr
+    assert "WARN:" not in ran.stderr

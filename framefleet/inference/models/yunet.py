@@ -98,6 +98,11 @@ class YunetAdapter(Adapter):
                 f"model {spec.name!r}: FaceDetectorYN scales its input itself; its preprocess "
                 f"must be resize='none' without scale/mean/std/swap_rb, got {pre}"
             )
+        # FaceDetectorYN asks for a CPU target, which OpenCV 5's graph engine answers with a WARN
+        # line on stderr in every worker and run (issue 30, item 9): nothing is wrong, it runs
+        # on the CPU either way, so its creation runs with OpenCV's log at ERROR.
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         try:
             detector = cv2.FaceDetectorYN.create(
                 str(files["model"]),
@@ -112,6 +117,8 @@ class YunetAdapter(Adapter):
                 f"cv2.FaceDetectorYN (OpenCV {cv2.__version__}) could not read {files['model']}: "
                 f"{str(exc).strip().splitlines()[-1]}"
             ) from exc
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         return FaceDetectorEngine(detector)
 
     def postprocess(self, raw: RawOutputs, meta: Meta) -> Detections:
