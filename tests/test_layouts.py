@@ -79,6 +79,17 @@ def test_centred_letterbox_rounds_as_ultralytics_and_maps_back() -> None:
     assert ratio == pytest.approx(320 / 929)
 
 
+def test_a_dynamic_size_file_is_padded_to_the_stride_only() -> None:
+    """Ultralytics' rectangle for files that take any size: 768x576 at 320 is 320x256."""
+    image = np.zeros((576, 768, 3), np.uint8)
+    padded, _, pad = letterbox_centered(image, (320, 320), 114, stride=32)
+    assert padded.shape == (256, 320, 3)
+    assert pad == (0, 8)
+    blob, meta = to_blob(image, replace(spec("yolov8").preprocess, stride=32))
+    assert blob.shape == (1, 3, 256, 320)
+    assert meta.input_wh == (320, 256)
+
+
 def test_center_crop_is_torchvisions_resize_and_crop() -> None:
     """Shorter side to 256 with PIL's antialiased bilinear, then the central 224 square."""
     rng = np.random.default_rng(0)

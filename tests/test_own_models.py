@@ -42,6 +42,7 @@ MODELS = {
     "yolov8n": ("yolov8", "detection"),
     "yolo11n": ("yolov8", "detection"),
     "yolov8n-e2e": ("yolo-e2e", "detection"),
+    "yolov8n-dynamic": ("yolov8", "detection"),  # any input size: padded to the stride only
     "yolov8n-seg": ("yolov8-seg", "segmentation"),
     "yolov8n-pose": ("yolov8-pose", "pose"),
     "yolov8n-cls": ("image-classifier", "classification"),
@@ -195,6 +196,8 @@ def test_models_add_writes_entries_that_serve_without_edits(model_dir: Path) -> 
         "nms_threshold": 0.7,
         "top_k": 300,
     }
+    assert "stride" not in entries["yolov8n"]["preprocess"]
+    assert entries["yolov8n-dynamic"]["preprocess"]["stride"] == 32
     assert entries["yolov8n-pose"]["layout"] == {"keypoints": [17, 3]}
     assert entries["resnet18"]["layout"] == {"softmax": True}  # logits: no Softmax in the graph
     assert entries["yolov8n-cls"]["layout"] == {"softmax": False}

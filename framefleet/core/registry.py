@@ -59,6 +59,9 @@ class Preprocess:
     pad_value: float = 0.0
     center: bool = False
     crop_fraction: float = 1.0
+    stride: int = 0
+    """Letterbox only: pad to the smallest sides that are multiples of ``stride`` instead of to
+    ``input_wh`` (Ultralytics' rectangle for files with a dynamic input size); 0: to input_wh."""
 
 
 @dataclass(frozen=True)

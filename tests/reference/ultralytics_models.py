@@ -37,6 +37,7 @@ ULTRALYTICS = {
     "yolov8n": ("yolov8n.yaml", "detect", {}),
     "yolo11n": ("yolo11n.yaml", "detect", {}),
     "yolov8n-e2e": ("yolov8n.yaml", "detect", {"nms": True}),
+    "yolov8n-dynamic": ("yolov8n.yaml", "detect", {"dynamic": True}),
     "yolov8n-seg": ("yolov8n-seg.yaml", "segment", {}),
     "yolov8n-pose": ("yolov8n-pose.yaml", "pose", {}),
     "yolov8n-cls": ("yolov8n-cls.yaml", "classify", {}),

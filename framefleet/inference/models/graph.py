@@ -56,6 +56,11 @@ class Graph:
     last_ops: dict[str, str] = field(default_factory=dict)
 
     @property
+    def dynamic_size(self) -> bool:
+        """Whether the input's height and width are left open (any size the network takes)."""
+        return not all(isinstance(d, int) and d > 0 for d in self.input_shape[2:])
+
+    @property
     def ultralytics(self) -> dict[str, Any]:
         """The Ultralytics exporter's metadata, parsed (empty for other files)."""
         if "Ultralytics" not in self.metadata.get("author", "") or "task" not in self.metadata:

@@ -81,13 +81,17 @@ def letterbox(image: Image, input_wh: tuple[int, int], pad_value: float) -> tupl
 
 
 def letterbox_centered(
-    image: Image, input_wh: tuple[int, int], pad_value: float
+    image: Image, input_wh: tuple[int, int], pad_value: float, stride: int = 0
 ) -> tuple[Image, float, tuple[int, int]]:
     """Scale ``image`` to fit ``input_wh`` keeping its aspect ratio, pad evenly on all sides.
 
     Rounds as Ultralytics' ``LetterBox(center=True)`` does (the scaled size with ``round``, the
     left/top padding with ``round(pad / 2 - 0.1)``), so its models see the input they were
     validated on and boxes map back to the same pixels.
+
+    With ``stride`` the padding stops at the next multiple of ``stride`` (Ultralytics' ``auto``
+    rectangle, for files that take any input size): a 768×576 photo at 320 becomes 320×256, not
+    320×320.
 
     Returns:
         The padded image, the ratio (network pixels per image pixel) and the left and top
@@ -103,6 +107,8 @@ def letterbox_centered(
     h, w = image.shape[:2]
     ratio = min(in_w / w, in_h / h)
     new_w, new_h = max(round(w * ratio), 1), max(round(h * ratio), 1)
+    if stride:
+        in_w, in_h = new_w + (in_w - new_w) % stride, new_h + (in_h - new_h) % stride
     left, top = round((in_w - new_w) / 2 - 0.1), round((in_h - new_h) / 2 - 0.1)
     padded = np.full((in_h, in_w, image.shape[2]), pad_value, dtype=np.uint8)
     if (new_w, new_h) != (w, h):
@@ -160,8 +166,8 @@ def to_blob(image: Image, pre: Preprocess) -> tuple[Blob, Meta]:
     pad = (0, 0)
     gain: tuple[float, float] | None = None
     if pre.resize == "letterbox" and pre.center:
-        image, ratio, pad = letterbox_centered(image, pre.input_wh, pre.pad_value)
-        input_wh = pre.input_wh
+        image, ratio, pad = letterbox_centered(image, pre.input_wh, pre.pad_value, pre.stride)
+        input_wh = (image.shape[1], image.shape[0])
         # the scaled size was rounded: its true gains are what maps outputs back exactly
         gain = (max(round(w * ratio), 1) / w, max(round(h * ratio), 1) / h)
     elif pre.resize == "letterbox":

@@ -66,17 +66,20 @@ def ultralytics_proposal(
     """The entry of an Ultralytics export: its letterbox, its classes and its predictor's
     thresholds (conf 0.25, IoU 0.7, at most 300 objects)."""
     w, h = graph.input_wh
+    pre: dict[str, Any] = {
+        "input_wh": [w, h],
+        "resize": "letterbox",
+        "center": True,
+        "pad_value": 114,
+        "scale": 1 / 255,
+        "swap_rb": True,
+    }
+    if graph.dynamic_size:  # Ultralytics' predictor pads such files to its stride only
+        pre["stride"] = int(graph.ultralytics.get("stride", 32))
     return Proposal(
         family=family,
         task=task,
-        preprocess={
-            "input_wh": [w, h],
-            "resize": "letterbox",
-            "center": True,
-            "pad_value": 114,
-            "scale": 1 / 255,
-            "swap_rb": True,
-        },
+        preprocess=pre,
         postprocess={"score_threshold": CONF, "nms_threshold": IOU, "top_k": MAX_DET},
         labels=graph.names(),
         layout=layout or {},
