@@ -16,7 +16,13 @@ from typing import TypeVar
 from celery import Celery
 
 from framefleet.core import defaults
-from framefleet.core.errors import ConfigError, JobFinished, PipelineError
+from framefleet.core.errors import (
+    BrokerError,
+    ConfigError,
+    JobFinished,
+    PipelineError,
+    UnknownModelError,
+)
 from framefleet.core.inputs import check_output, classify, first_media, input_listing, open_input
 from framefleet.core.jobrecord import JobStatus
 from framefleet.core.jobspec import JobSpec
@@ -24,11 +30,12 @@ from framefleet.core.outputs import holds_nothing
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
-from framefleet.queue import send_jobs
+from framefleet.queue import queue_name, send_jobs
 from framefleet.report import write_page, write_reports
 from framefleet.report.summary import stop_job
 from framefleet.state.beats import ProducerBeat
 from framefleet.state.jobs import JobStore
+from framefleet.state.presence import Presence
 from producer.orphans import close_orphans
 
 log = logging.getLogger(__name__)
@@ -94,15 +101,33 @@ def give_up(jobs: JobStore, job_id: str, error: str) -> None:
 
 
 def check_model(settings: Settings, model: str, engine: str) -> None:
-    """Raise unless ``model`` is in the registry and ``engine`` (if any) is known.
+    """Raise unless ``model`` is in the registry, or served by a live worker, and ``engine`` (if
+    any) is known.
+
+    A model added on the workers' side (``models add`` there) need not be in this machine's
+    registry: the workers that will run it have it, and they say so in the live-worker registry.
 
     Raises:
-        UnknownModelError: ``model`` is not in the registry.
+        UnknownModelError: ``model`` is neither in the registry nor served by a live worker.
         ConfigError: unknown engine.
     """
-    settings.registry().get(model)
+    try:
+        settings.registry().get(model)
+    except UnknownModelError as exc:
+        if not served_by_a_live_worker(settings, model):
+            raise UnknownModelError(f"{exc} No live worker serves it either.") from None
+        log.info("model %s is not in this machine's registry; live workers serve it", model)
     if engine and engine not in defaults.ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(defaults.ENGINES)}")
+
+
+def served_by_a_live_worker(settings: Settings, model: str) -> bool:
+    """Whether a live worker consumes ``model``'s queue (False when Redis cannot say)."""
+    try:
+        live = Presence(JobStore.from_url(settings.redis_url).conn).live()
+    except BrokerError:
+        return False
+    return any(queue_name(model) in worker.queues for worker in live)
 
 
 def submit(
