@@ -18,6 +18,7 @@ import click
 from framefleet.core.outputs import report_key
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
+from framefleet.core.storage.s3 import clear_client_cache
 from framefleet.queue import create_app
 from framefleet.samples import demo_media, shared_dir
 from framefleet.services.ports import free_port
@@ -67,6 +68,7 @@ def run_demo(
         threads = max(1, (os.cpu_count() or 1) // n_workers)
         settings = settings.with_(redis_url=redis.url, concurrency=1, cv_threads=threads)
         os.environ.update(seaweed.env())  # this process's boto3 client talks to the demo's S3
+        clear_client_cache()  # a client made before (another endpoint) must not be reused
         env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
 
         src = open_storage(seaweed.create_bucket(BUCKET) + "input/")
