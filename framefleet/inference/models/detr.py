@@ -25,7 +25,14 @@ from framefleet.core.results import Detections
 from framefleet.inference.models.base import Adapter, Meta, RawOutputs
 from framefleet.inference.models.graph import Graph, Proposal
 from framefleet.inference.models.image_classifier import IMAGENET_MEAN, IMAGENET_STD
-from framefleet.inference.models.nms import pick_output, to_detections
+from framefleet.inference.models.nms import (
+    best_over,
+    cxcywh_to_xyxy,
+    pick_output,
+    sigmoid,
+    softmax,
+    to_detections,
+)
 from framefleet.inference.models.yolov8 import CONF, MAX_DET
 
 SCORES = ("columns", "probabilities", "sigmoid", "softmax")
@@ -47,11 +54,8 @@ def query_scores(
     elif layout in ("sigmoid", "softmax"):
         boxes = pick_output(raw, lambda a: a.ndim == 3 and a.shape[2] == 4, "1×Q×4")[0]
         logits = pick_output(raw, lambda a: a.ndim == 3 and a.shape[2] != 4, "1×Q×C")[0]
-        if layout == "sigmoid":
-            probs = 1 / (1 + np.exp(-logits))
-        else:
-            e = np.exp(logits - logits.max(axis=1, keepdims=True))
-            probs = (e / e.sum(axis=1, keepdims=True))[:, :-1]  # drop "no object"
+        # softmax: the last class is DETR's "no object", dropped
+        probs = sigmoid(logits) if layout == "sigmoid" else softmax(logits, axis=1)[:, :-1]
         rows = np.concatenate([boxes, probs], axis=1)
     else:
         raise ModelError(f"layout.scores must be one of {SCORES}, got {layout!r}")
@@ -102,12 +106,9 @@ class DetrAdapter(Adapter):
     def postprocess(self, raw: RawOutputs, meta: Meta) -> Detections:
         post = self.spec.postprocess
         cxcywh, scores, class_ids = query_scores(raw, str(self.spec.layout.get("scores", "")))
-        keep = np.flatnonzero(scores > post.score_threshold)
-        keep = keep[np.argsort(-scores[keep], kind="stable")][: post.top_k]
+        keep = best_over(scores, post)
         w, h = meta.image_wh
-        cx, cy, bw, bh = cxcywh[keep].T
-        xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-        xyxy = xyxy * np.array([w, h, w, h], np.float32)
+        xyxy = cxcywh_to_xyxy(*cxcywh[keep].T) * np.array([w, h, w, h], np.float32)
         return to_detections(
             xyxy, scores[keep], class_ids[keep], image_wh=meta.image_wh, label=self.label
         )

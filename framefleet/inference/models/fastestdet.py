@@ -14,7 +14,13 @@ import numpy.typing as npt
 from framefleet.core.registry import Postprocess
 from framefleet.core.results import Detections
 from framefleet.inference.models.base import Adapter, Meta, RawOutputs
-from framefleet.inference.models.nms import pick_output, select, to_detections
+from framefleet.inference.models.nms import (
+    cxcywh_to_xyxy,
+    pick_output,
+    select,
+    sigmoid,
+    to_detections,
+)
 
 
 def decode_fastestdet(
@@ -37,15 +43,11 @@ def decode_fastestdet(
     gy, gx = np.divmod(keep, gw)
     cx = (np.tanh(rows[keep, 1]) + gx) / gw
     cy = (np.tanh(rows[keep, 2]) + gy) / gh
-    bw, bh = _sigmoid(rows[keep, 3]), _sigmoid(rows[keep, 4])
+    bw, bh = sigmoid(rows[keep, 3]), sigmoid(rows[keep, 4])
     w, h = meta.image_wh
-    xyxy = np.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], 1)
+    xyxy = cxcywh_to_xyxy(cx, cy, bw, bh) * np.array([w, h, w, h])
     best = select(xyxy, scores[keep], class_ids[keep], post)
     return xyxy[best].astype(np.float32), scores[keep][best], class_ids[keep][best]
-
-
-def _sigmoid(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    return np.asarray(1.0 / (1.0 + np.exp(-x)), np.float32)
 
 
 class FastestDetAdapter(Adapter):

@@ -8,13 +8,11 @@ image, as the other classifiers give.
 
 from __future__ import annotations
 
-import numpy as np
-
 from framefleet.core.results import Detections
 from framefleet.inference.models.base import Adapter, Meta, RawOutputs
 from framefleet.inference.models.graph import Graph, Proposal
-from framefleet.inference.models.mobilenet import decode_topk
-from framefleet.inference.models.nms import pick_output, to_detections
+from framefleet.inference.models.mobilenet import classes_as_rows
+from framefleet.inference.models.nms import pick_output, softmax
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -76,9 +74,5 @@ class ImageClassifierAdapter(Adapter):
     def postprocess(self, raw: RawOutputs, meta: Meta) -> Detections:
         scores = pick_output(raw, lambda a: a.ndim == 2, "1×C").reshape(-1)
         if self.spec.layout.get("softmax", False):
-            scores = np.exp(scores - scores.max())
-            scores /= scores.sum()
-        class_ids, probs = decode_topk(scores, self.spec.postprocess)
-        w, h = meta.image_wh
-        whole = np.tile(np.array([0, 0, w, h], np.float32), (len(class_ids), 1))
-        return to_detections(whole, probs, class_ids, image_wh=meta.image_wh, label=self.label)
+            scores = softmax(scores)
+        return classes_as_rows(scores, meta, self.spec.postprocess, self.label)

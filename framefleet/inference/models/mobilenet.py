@@ -7,6 +7,7 @@ two in different orders, so the engine asks for them by name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,26 @@ def decode_topk(
     order = np.argsort(-probs, kind="stable")[: post.top_k]
     order = order[probs[order] >= post.score_threshold]
     return order, probs[order]
+
+
+def classes_as_rows(
+    probs: npt.NDArray[np.float32],
+    meta: Meta,
+    post: Postprocess,
+    label: Callable[[int], str],
+) -> Detections:
+    """A classifier's result: one row per top-k class (`decode_topk`), its box the whole image.
+
+    Args:
+        probs: (C,) class probabilities of one image.
+        meta: the image's size.
+        post: ``top_k`` and ``score_threshold``.
+        label: class id -> name.
+    """
+    class_ids, scores = decode_topk(probs, post)
+    w, h = meta.image_wh
+    whole = np.tile(np.array([0, 0, w, h], np.float32), (len(class_ids), 1))
+    return to_detections(whole, scores, class_ids, image_wh=meta.image_wh, label=label)
 
 
 class MobilenetAdapter(Adapter):
@@ -78,12 +99,8 @@ class MobilenetAdapter(Adapter):
         return runner
 
     def postprocess(self, raw: RawOutputs, meta: Meta) -> Detections:
-        class_ids, scores = decode_topk(
-            named_output(raw, "output").reshape(-1), self.spec.postprocess
-        )
-        w, h = meta.image_wh
-        whole = np.tile(np.array([0, 0, w, h], np.float32), (len(class_ids), 1))
-        return to_detections(whole, scores, class_ids, image_wh=meta.image_wh, label=self.label)
+        probs = named_output(raw, "output").reshape(-1)
+        return classes_as_rows(probs, meta, self.spec.postprocess, self.label)
 
     def embed(self, image: Image) -> npt.NDArray[np.float32]:
         """The 1280-d pooled feature vector of ``image`` (not normalised).

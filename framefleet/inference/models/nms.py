@@ -3,6 +3,8 @@
 - `pick_output` / `named_output`: a raw output by shape or by name, never by position (OpenCV
   versions order outputs differently);
 - `nms` / `select`: score threshold, per-class NMS (``cv2.dnn.NMSBoxesBatched``), top-k;
+- `best_over`: threshold and top-k alone, for graphs that suppressed their own duplicates;
+- `cxcywh_to_xyxy`, `sigmoid`, `softmax`: the arithmetic layouts share;
 - `to_detections`: clip boxes to the image, attach ``data["class_name"]``.
 """
 
@@ -108,6 +110,35 @@ def select(
     candidates = np.flatnonzero(scores >= post.score_threshold)
     kept = nms(xyxy[candidates], scores[candidates], class_ids[candidates], post.nms_threshold)
     return candidates[kept][: post.top_k]
+
+
+def best_over(scores: npt.NDArray[np.floating[Any]], post: Postprocess) -> Indices:
+    """Rows scoring above ``post.score_threshold``, best first, at most ``post.top_k``: the whole
+    decoding of a graph that suppressed its own duplicates (NMS or a set of queries inside)."""
+    keep = np.flatnonzero(scores > post.score_threshold)
+    return keep[np.argsort(-scores[keep], kind="stable")][: post.top_k]
+
+
+def cxcywh_to_xyxy(
+    cx: npt.NDArray[np.floating[Any]],
+    cy: npt.NDArray[np.floating[Any]],
+    w: npt.NDArray[np.floating[Any]],
+    h: npt.NDArray[np.floating[Any]],
+) -> npt.NDArray[np.floating[Any]]:
+    """(N, 4) corner boxes x1 y1 x2 y2 from centres and sizes (N,) each, in their unit."""
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+
+def sigmoid(x: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
+    """Elementwise logistic function, as float32."""
+    return np.asarray(1.0 / (1.0 + np.exp(-x)), np.float32)
+
+
+def softmax(logits: npt.NDArray[np.floating[Any]], axis: int = -1) -> npt.NDArray[np.float32]:
+    """Probabilities from logits along ``axis`` (shifted by the maximum, so large logits do not
+    overflow)."""
+    e = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return np.asarray(e / e.sum(axis=axis, keepdims=True), np.float32)
 
 
 def to_detections(

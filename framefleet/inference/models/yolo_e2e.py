@@ -13,7 +13,7 @@ import numpy as np
 from framefleet.core.results import Detections
 from framefleet.inference.models.base import Adapter, Meta, RawOutputs
 from framefleet.inference.models.graph import Graph, Proposal
-from framefleet.inference.models.nms import pick_output, to_detections
+from framefleet.inference.models.nms import best_over, pick_output, to_detections
 from framefleet.inference.models.yolov8 import one_output, ultralytics_proposal
 
 
@@ -41,9 +41,7 @@ class YoloE2eAdapter(Adapter):
 
     def postprocess(self, raw: RawOutputs, meta: Meta) -> Detections:
         rows = pick_output(raw, lambda a: a.ndim == 3 and a.shape[2] == 6, "1×K×6")[0]
-        post = self.spec.postprocess
-        rows = rows[rows[:, 4] > post.score_threshold]
-        rows = rows[np.argsort(-rows[:, 4], kind="stable")][: post.top_k]
+        rows = rows[best_over(rows[:, 4], self.spec.postprocess)]
         return to_detections(
             meta.to_image(rows[:, :4]),
             rows[:, 4],

@@ -18,7 +18,13 @@ from framefleet.core.registry import Postprocess, Task
 from framefleet.core.results import Detections
 from framefleet.inference.models.base import Adapter, Meta, RawOutputs
 from framefleet.inference.models.graph import Graph, Proposal
-from framefleet.inference.models.nms import Indices, pick_output, select, to_detections
+from framefleet.inference.models.nms import (
+    Indices,
+    cxcywh_to_xyxy,
+    pick_output,
+    select,
+    to_detections,
+)
 
 Floats = npt.NDArray[np.float32]
 
@@ -53,8 +59,7 @@ def decode_columns(
     class_ids = cls.argmax(axis=0)
     scores = cls[class_ids, np.arange(cls.shape[1])]
     rows = np.flatnonzero(scores > post.score_threshold)  # Ultralytics keeps score > conf
-    cx, cy, w, h = pred[:4, rows]
-    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    xyxy = cxcywh_to_xyxy(*pred[:4, rows])
     keep = select(xyxy, scores[rows], class_ids[rows], post)
     kept = rows[keep]
     return meta.to_image(xyxy[keep]), scores[kept], class_ids[kept], kept
