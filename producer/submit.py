@@ -30,13 +30,14 @@ from framefleet.core.outputs import holds_nothing
 from framefleet.core.sampling import Sampling
 from framefleet.core.settings import Settings
 from framefleet.core.storage import open_storage
-from framefleet.queue import queue_name, send_jobs
+from framefleet.queue import send_jobs
 from framefleet.report import write_page, write_reports
 from framefleet.report.summary import stop_job
 from framefleet.state.beats import ProducerBeat
 from framefleet.state.jobs import JobStore
 from framefleet.state.presence import Presence
 from producer.orphans import close_orphans
+from producer.waiting import serves
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def served_by_a_live_worker(settings: Settings, model: str) -> bool:
         live = Presence(JobStore.from_url(settings.redis_url).conn).live()
     except BrokerError:
         return False
-    return any(queue_name(model) in worker.queues for worker in live)
+    return serves(live, model)
 
 
 def submit(

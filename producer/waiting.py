@@ -15,7 +15,7 @@ from rich.console import Console
 from framefleet.core.jobrecord import JobRecord
 from framefleet.queue import queue_name
 from framefleet.state.jobs import JobStore
-from framefleet.state.presence import Presence
+from framefleet.state.presence import LiveWorker, Presence
 from producer.progress import watch
 
 RECHECK_S = 5.0
@@ -25,12 +25,18 @@ REPEAT_S = 60.0
 """Seconds between repeats of the no-live-worker warning while it still holds."""
 
 
+def serves(live: list[LiveWorker], model: str) -> bool:
+    """Whether one of the ``live`` workers consumes ``model``'s queue."""
+    queue = queue_name(model)
+    return any(queue in w.queues for w in live)
+
+
 def no_worker_warning(jobs: JobStore, model: str, redis_url: str) -> str | None:
     """A warning naming the queue of ``model`` when no live worker consumes it, else None."""
-    queue = queue_name(model)
     live = Presence(jobs.conn).live()
-    if any(queue in w.queues for w in live):
+    if serves(live, model):
         return None
+    queue = queue_name(model)
     others = ", ".join(f"{w.node} ({' '.join(w.queues)})" for w in live)
     return (
         f"warning: no live worker consumes queue {queue}; the job waits until one starts. "

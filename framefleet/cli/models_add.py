@@ -68,7 +68,7 @@ def add(
     model directory."""
     require_extra("models add", "worker", {"onnx": "onnx", "cv2": "opencv-python-headless"})
     from framefleet.core.errors import ConfigError
-    from framefleet.core.modelstore import sha256_file
+    from framefleet.core.modelstore import read_labels, sha256_file
     from framefleet.core.registryfile import add_entry
     from framefleet.inference.models import propose
     from framefleet.inference.models.graph import read_graph
@@ -85,7 +85,7 @@ def add(
             raise ConfigError(
                 f"{name!r} is a built-in model; pass --name to add this file under another name"
             )
-        labels = _read_labels(labels_file) if labels_file else proposal.labels
+        labels = read_labels(labels_file) if labels_file else proposal.labels
         folder = settings.model_dir / ADDED_DIR
         folder.mkdir(parents=True, exist_ok=True)
         model_path = folder / f"{name}.onnx"
@@ -139,10 +139,6 @@ def _fetch(source: str, tmp: Path) -> Path:
 
 def _slug(stem: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "model"
-
-
-def _read_labels(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _file(path: Path, model_dir: Path, sha256: str) -> dict[str, str]:

@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 
 
+def read_labels(path: Path) -> list[str]:
+    """Class names from a labels file: one per line, blank lines skipped."""
+    text = path.read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
@@ -88,8 +94,7 @@ class ModelStore:
         """Class names of ``model``, one per line of its labels file (empty if it has none)."""
         if model.labels is None:
             return []
-        text = self.path(model.labels).read_text(encoding="utf-8")
-        return [line.strip() for line in text.splitlines() if line.strip()]
+        return read_labels(self.path(model.labels))
 
     def _verify(self, spec: FileSpec, target: Path) -> str:
         st = target.stat()
